@@ -1,0 +1,1 @@
+"""Reference replication suite for normalizing flows."""

@@ -1,0 +1,136 @@
+"""Speed benchmark: training-iteration cost of each method on fixed configs.
+
+For each config, on one thread (``torch.set_num_threads(1)``): a few warm-up iterations, then
+``repeats`` blocks of ``iterations`` training iterations. Each iteration's wall-clock time,
+CPU time, forward and backward time and NFE are recorded; each block contributes its median,
+and the table reports the median over blocks with the spread (min to max) beside it. Seconds per
+function evaluation is the forward time divided by the forward NFE.
+
+This is a benchmark, not a test: it asserts nothing. Machines are shared and noisy, so compare
+configs measured side by side in one run, by their medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from replication import atomic, config, provenance
+from replication.datasets import load as load_dataset
+from replication.datasets.splits import derive_seed
+from replication.train import build_flow, seed_everything, train_step
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batch_size: int | None = 512  # None keeps each config's own batch size
+    iterations: int = 20
+    repeats: int = 5
+    warmup: int = 5
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _measure_block(
+    flow: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: object,
+    experiment: config.ExperimentConfig,
+    generator: torch.Generator,
+    iterations: int,
+) -> dict:
+    """Medians over one block of training iterations."""
+    rows = []
+    for _ in range(iterations):
+        batch = data.train_batch(experiment.train.batch_size, generator)
+        wall, cpu = time.perf_counter(), time.process_time()
+        step = train_step(flow, optimizer, batch, experiment.train.grad_clip)
+        step.update(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu)
+        rows.append(step)
+    keys = ("wall", "cpu", "forward_seconds", "backward_seconds", "nfe_forward", "nfe_backward")
+    return {key: statistics.median(row[key] for row in rows) for key in keys}
+
+
+def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = ()) -> dict:
+    """Benchmark the config at ``path``; returns medians and spreads in milliseconds."""
+    extra = [f"train.batch_size={settings.batch_size}"] if settings.batch_size else []
+    # The data only feeds minibatches here: a small training split is drawn quickly.
+    experiment = config.load(path, ("data.train_size=10000", "threads=1", *extra, *overrides))
+    torch.set_num_threads(1)
+    seed_everything(experiment.seed)
+    data = load_dataset(experiment.data, experiment.seed)
+    flow = build_flow(experiment, data.shape).train()
+    optimizer = torch.optim.Adam(flow.parameters(), lr=experiment.train.lr)
+    generator = torch.Generator().manual_seed(derive_seed(experiment.seed, "batches"))
+    _measure_block(flow, optimizer, data, experiment, generator, settings.warmup)
+    blocks = [
+        _measure_block(flow, optimizer, data, experiment, generator, settings.iterations)
+        for _ in range(settings.repeats)
+    ]
+    ms = {key: _spread([1000 * b[key] for b in blocks]) for key in ("wall", "cpu")}
+    forward_ms = statistics.median(1000 * b["forward_seconds"] for b in blocks)
+    nfe_forward = statistics.median(b["nfe_forward"] for b in blocks)
+    return {
+        "config": str(path),
+        "method": experiment.model.method,
+        "batch_size": experiment.train.batch_size,
+        "params": sum(p.numel() for p in flow.parameters()),
+        "iteration_ms": ms["wall"],
+        "cpu_ms": ms["cpu"],
+        "forward_ms": forward_ms,
+        "backward_ms": statistics.median(1000 * b["backward_seconds"] for b in blocks),
+        "nfe_forward": nfe_forward,
+        "nfe_backward": statistics.median(b["nfe_backward"] for b in blocks),
+        "ms_per_evaluation": forward_ms / nfe_forward if nfe_forward else None,
+    }
+
+
+def _with_spread(values: dict) -> str:
+    return f"{values['median']:.2f} ({values['min']:.2f}-{values['max']:.2f})"
+
+
+def markdown(results: list[dict], settings: BenchSettings) -> str:
+    """The benchmark as a Markdown table with a caption."""
+    rows = [
+        [
+            Path(r["config"]).stem, r["method"], r["batch_size"], r["params"],
+            _with_spread(r["iteration_ms"]),
+            f"{r['cpu_ms']['median']:.2f}", f"{r['forward_ms']:.2f}", f"{r['backward_ms']:.2f}",
+            f"{r['nfe_forward']:g}", f"{r['nfe_backward']:g}",
+            "" if r["ms_per_evaluation"] is None else f"{r['ms_per_evaluation']:.3f}",
+        ]
+        for r in results
+    ]  # fmt: skip
+    headers = ["config", "method", "batch", "params", "ms/iter (min-max)", "CPU ms/iter",
+               "forward ms", "backward ms", "NFE fwd", "NFE bwd", "ms per evaluation"]  # fmt: skip
+    caption = (
+        f"Training-iteration cost, one thread, median of {settings.repeats} blocks of "
+        f"{settings.iterations} iterations after {settings.warmup} warm-up iterations "
+        "(spread: min-max of the block medians)."
+    )
+    return caption + "\n\n" + tabulate(rows, headers, tablefmt="github") + "\n"
+
+
+def run(
+    paths: list[Path], settings: BenchSettings, out_dir: Path, overrides: tuple[str, ...] = ()
+) -> list[dict]:
+    """Benchmark every config in turn; write ``bench.json`` and ``bench.md`` to ``out_dir``."""
+    results = []
+    for path in paths:
+        results.append(bench_one(path, settings, overrides))
+        print(f"{path}: {results[-1]['iteration_ms']['median']:.2f} ms/iter", flush=True)
+    record = {
+        "settings": vars(settings),
+        "results": results,
+        "provenance": provenance.record(torch.device("cpu")),
+    }
+    atomic.write_json(out_dir / "bench.json", record)
+    atomic.write_text(out_dir / "bench.md", markdown(results, settings))
+    return results

@@ -1,0 +1,17 @@
+"""Datasets: the toy 2D densities and MNIST, behind one :class:`~.splits.Dataset` interface."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from replication.config import DataConfig
+    from replication.datasets.splits import Dataset
+
+
+def load(config: DataConfig, seed: int) -> Dataset:
+    """The train / validation / test splits the config asks for, drawn from the run's seed."""
+    from replication.datasets.splits import ToyDataset
+
+    sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
+    return ToyDataset.draw(config.name, sizes, seed)

@@ -1,0 +1,11 @@
+"""Normalizing flows: one interface (:mod:`.base`) and one registry (:mod:`.registry`).
+
+Importing this package registers every method, so ``build(name, shape)`` sees them all.
+"""
+
+from replication.flows import continuous as _continuous  # noqa: F401  (registers methods)
+from replication.flows import discrete as _discrete  # noqa: F401  (registers methods)
+from replication.flows.base import Bijection, Chain, Flow, Penalty
+from replication.flows.registry import build, methods, options, recipe
+
+__all__ = ["Bijection", "Chain", "Flow", "Penalty", "build", "methods", "options", "recipe"]

@@ -1,0 +1,192 @@
+"""The one flow interface shared by every method in the suite.
+
+A normalizing flow is a base density p_Z and an invertible map f from data to latent space.
+By the change of variables,
+
+    log p_X(x) = log p_Z(f(x)) + log |det df/dx|,
+
+which :meth:`Flow.log_prob` computes once for every method. Each method only supplies its
+:class:`Bijection` (the map f with its log-determinant, in both directions).
+
+Continuous flows can also report regularisation integrals along their trajectory (RNODE's
+kinetic energy and Jacobian norm, Finlay et al. 2020); every other bijection reports zeros, so
+the training loop treats all methods alike.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+class Penalty(NamedTuple):
+    """Per-sample regularisation integrals accumulated along a flow (zero where not defined).
+
+    ``kinetic`` and ``jacobian`` are the raw integrals, reported in the metrics; ``weighted`` is
+    the part of the training loss they contribute, each block applying its own weights.
+    """
+
+    kinetic: Tensor
+    jacobian: Tensor
+    weighted: Tensor
+
+    @staticmethod
+    def zeros_like(reference: Tensor) -> Penalty:
+        zero = reference.new_zeros(reference.shape[0])
+        return Penalty(zero, zero, zero)
+
+    def __add__(self, other: Penalty) -> Penalty:  # type: ignore[override]
+        return Penalty(*(mine + theirs for mine, theirs in zip(self, other, strict=True)))
+
+
+class Bijection(nn.Module, ABC):
+    """An invertible map ``y = f(x)`` acting on a batch, with ``log|det df/dx|`` per sample."""
+
+    @abstractmethod
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(f(x), log|det df/dx|)``; the log-determinant has shape ``[batch]``."""
+
+    @abstractmethod
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(f^-1(y), log|det df^-1/dy|)``."""
+
+    def forward_with_penalty(self, x: Tensor) -> tuple[Tensor, Tensor, Penalty]:
+        """Like :meth:`forward`, also returning the regularisation integrals of the map."""
+        y, logdet = self(x)
+        return y, logdet, Penalty.zeros_like(x)
+
+
+class Chain(Bijection):
+    """The composition ``f_n o ... o f_1``: log-determinants add up."""
+
+    def __init__(self, *steps: Bijection) -> None:
+        super().__init__()
+        self.steps = nn.ModuleList(steps)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        total = x.new_zeros(x.shape[0])
+        for step in self.steps:
+            x, logdet = step(x)
+            total = total + logdet
+        return x, total
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        total = y.new_zeros(y.shape[0])
+        for step in reversed(self.steps):
+            y, logdet = step.inverse(y)
+            total = total + logdet
+        return y, total
+
+    def forward_with_penalty(self, x: Tensor) -> tuple[Tensor, Tensor, Penalty]:
+        total, penalty = x.new_zeros(x.shape[0]), Penalty.zeros_like(x)
+        for step in self.steps:
+            x, logdet, step_penalty = step.forward_with_penalty(x)
+            total, penalty = total + logdet, penalty + step_penalty
+        return x, total, penalty
+
+
+def _sum_event(values: Tensor) -> Tensor:
+    """Sum every dimension but the batch one."""
+    return values.reshape(values.shape[0], -1).sum(dim=1)
+
+
+class BaseDistribution(nn.Module, ABC):
+    """A fixed or learned density on the latent space, over an event of shape ``event_shape``."""
+
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        # A buffer tells which device and dtype the distribution lives on.
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    @abstractmethod
+    def log_prob(self, z: Tensor) -> Tensor:
+        """Log-density of each sample, shape ``[batch]``."""
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` samples of shape ``[n, *event_shape]``."""
+
+    def _noise_shape(self, n: int) -> tuple[int, ...]:
+        return (n, *self.event_shape)
+
+
+class StandardNormal(BaseDistribution):
+    """N(0, I): log p(z) = -1/2 ||z||^2 - D/2 log(2 pi)."""
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return _sum_event(-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        anchor = self._anchor
+        return torch.randn(
+            self._noise_shape(n), generator=generator, device=anchor.device, dtype=anchor.dtype
+        )
+
+
+class StandardLogistic(BaseDistribution):
+    """Independent standard logistics, NICE's prior: log p(z) = -sum softplus(z) + softplus(-z)."""
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return _sum_event(-(nn.functional.softplus(z) + nn.functional.softplus(-z)))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        anchor = self._anchor
+        u = torch.rand(
+            self._noise_shape(n), generator=generator, device=anchor.device, dtype=anchor.dtype
+        )
+        # Inverse CDF; clamping keeps u away from {0, 1} where the logit is infinite.
+        eps = torch.finfo(u.dtype).eps
+        return torch.logit(u.clamp(eps, 1 - eps))
+
+
+class DiagonalNormal(BaseDistribution):
+    """N(mu, diag(sigma^2)) with learned mean and log-scale: Glow's learned prior."""
+
+    def __init__(self, event_shape: tuple[int, ...]) -> None:
+        super().__init__(event_shape)
+        self.loc = nn.Parameter(torch.zeros(event_shape))
+        self.log_scale = nn.Parameter(torch.zeros(event_shape))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        standardized = (z - self.loc) * torch.exp(-self.log_scale)
+        return _sum_event(-0.5 * standardized.pow(2) - self.log_scale - 0.5 * math.log(2 * math.pi))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        noise = torch.randn(
+            self._noise_shape(n), generator=generator, device=self.loc.device, dtype=self.loc.dtype
+        )
+        return self.loc + torch.exp(self.log_scale) * noise
+
+
+class Flow(nn.Module):
+    """A normalizing flow: ``transform`` maps data to latent space, ``base`` is the latent density.
+
+    Every method in the suite is an instance of this one class; methods differ only in the
+    bijection and the base density they are built with.
+    """
+
+    def __init__(self, transform: Bijection, base: BaseDistribution) -> None:
+        super().__init__()
+        self.transform = transform
+        self.base = base
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """log p(x) per sample, shape ``[batch]``, by the change of variables."""
+        z, logdet = self.transform(x)
+        return self.base.log_prob(z) + logdet
+
+    def log_prob_with_penalty(self, x: Tensor) -> tuple[Tensor, Penalty]:
+        """log p(x) and the transform's regularisation integrals, both per sample."""
+        z, logdet, penalty = self.transform.forward_with_penalty(x)
+        return self.base.log_prob(z) + logdet, penalty
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` samples by pushing base samples through the inverse transform."""
+        x, _ = self.transform.inverse(self.base.sample(n, generator=generator))
+        return x

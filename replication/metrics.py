@@ -1,0 +1,93 @@
+"""The metrics file of one run: its numbers, and everything needed to trace where they came from.
+
+Continuous-flow fields (NFE, regularisation integrals) are ``null`` for discrete flows, which
+evaluate no ODE. ``end`` statistics average the last :data:`END_WINDOW` training iterations.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TYPE_CHECKING
+
+import torch
+
+from replication import provenance
+from replication.evaluate import Score, bits_per_dim
+
+if TYPE_CHECKING:
+    from replication.config import ExperimentConfig
+    from replication.datasets.splits import Dataset
+    from replication.flows.base import Flow
+    from replication.train import History
+
+END_WINDOW = 100
+
+
+def summarize(values: list[float]) -> dict | None:
+    """Mean over training and over its last END_WINDOW iterations; None when never counted."""
+    if not values or not any(values):
+        return None
+    return {"end": statistics.fmean(values[-END_WINDOW:]), "mean": statistics.fmean(values)}
+
+
+def timing(history: History, test: Score | None, sample_seconds: float | None, count: int) -> dict:
+    seconds = history.iteration_seconds
+    return {
+        "train_seconds": sum(seconds),
+        "seconds_per_iter": statistics.median(seconds) if seconds else None,
+        "validation_seconds": history.validation_seconds,
+        "val_train_seconds": history.val_train_seconds,
+        "eval_seconds": test.seconds if test else None,
+        "sample_seconds": sample_seconds,
+        "sample_count": count,
+    }
+
+
+def test_fields(test: Score | None, dims: int, is_image: bool) -> dict:
+    """Test NLL in nats per example, and bits/dim for images."""
+    if test is None:
+        return {"test_nll": None, "test_nll_se": None, "test_bpd": None, "test_bpd_se": None}
+    per_dim_bits = dims * math.log(2)
+    return {
+        "test_nll": test.nll,
+        "test_nll_se": test.nll_se,
+        "test_bpd": bits_per_dim(test.nll, dims) if is_image else None,
+        "test_bpd_se": test.nll_se / per_dim_bits if is_image else None,
+        "test_count": test.count,
+    }
+
+
+def assemble(
+    config: ExperimentConfig,
+    flow: Flow,
+    data: Dataset,
+    history: History,
+    test: Score | None,
+    sample_seconds: float | None,
+    device: torch.device,
+) -> dict:
+    """Every field of ``metrics.json``."""
+    dims = math.prod(data.shape)
+    kinetic, jacobian = summarize(history.kinetic), summarize(history.jacobian)
+    return {
+        "status": history.status,
+        "method": config.model.method,
+        "dataset": config.data.name,
+        "seed": config.seed,
+        **test_fields(test, dims, len(data.shape) == 3),
+        "iterations": history.iteration,
+        "best_iteration": history.best_iteration,
+        "best_val_nll": history.best_val,
+        "val_curve": history.val_curve,
+        "nfe_forward": summarize(history.nfe_forward),
+        "nfe_backward": summarize(history.nfe_backward),
+        "test_nfe": test.nfe_per_batch if test else None,
+        "regularization": {"kinetic": kinetic, "jacobian": jacobian} if kinetic else None,
+        "params": sum(p.numel() for p in flow.parameters()),
+        "timing": timing(history, test, sample_seconds, config.eval.sample_count),
+        "data": data.describe(),
+        "config": config.to_dict(),
+        "config_digest": config.digest(),
+        "provenance": provenance.record(device),
+    }

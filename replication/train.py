@@ -1,0 +1,275 @@
+"""Train one flow on one dataset with one seed, evaluate it, and write its metrics file.
+
+The loop reads top to bottom: setup, data, model, optimiser, (resume), loop with periodic
+validation, final test evaluation with the best-on-validation weights, outputs. Everything a
+result depends on is seeded from the run's seed, so the same config gives the same numbers on
+the same kind of machine (timings aside); an interrupted run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from replication import atomic, provenance
+from replication.config import ExperimentConfig
+from replication.datasets import load as load_dataset
+from replication.datasets.splits import derive_seed
+from replication.evaluate import score
+from replication.flows import build
+from replication.flows.base import Flow
+from replication.flows.continuous import SolverFailure, function_evaluations
+from replication.metrics import assemble
+from replication.progress import Progress
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "model.pt"
+METRICS = "metrics.json"
+
+
+@dataclass
+class History:
+    """What the loop has measured so far; saved in checkpoints so a resumed run continues it."""
+
+    iteration: int = 0
+    best_val: float = math.inf
+    best_iteration: int = 0
+    val_curve: list[dict] = field(default_factory=list)
+    iteration_seconds: list[float] = field(default_factory=list)
+    validation_seconds: float = 0.0
+    val_train_seconds: list[float] = field(default_factory=list)  # training time at each validation
+    losses: list[float] = field(default_factory=list)
+    nfe_forward: list[int] = field(default_factory=list)
+    nfe_backward: list[int] = field(default_factory=list)
+    kinetic: list[float] = field(default_factory=list)
+    jacobian: list[float] = field(default_factory=list)
+    status: str = "ok"
+
+
+def seed_everything(seed: int) -> None:
+    """Fix Python's, NumPy's and torch's global generators (model init, Hutchinson probes)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_flow(config: ExperimentConfig, shape: tuple[int, ...]) -> Flow:
+    """The configured flow, initialised from the run's seed."""
+    torch.manual_seed(derive_seed(config.seed, "model"))
+    return build(config.model.method, shape, **vars(config.model.options))
+
+
+def learning_rate_factor(config: ExperimentConfig, iteration: int) -> float:
+    """Linear warm-up from zero, then constant or cosine decay to zero."""
+    train = config.train
+    factor = min(1.0, (iteration + 1) / train.warmup_iterations) if train.warmup_iterations else 1.0
+    if train.lr_decay == "cosine":
+        factor *= 0.5 * (1 + math.cos(math.pi * iteration / train.iterations))
+    return factor
+
+
+def train_step(
+    flow: Flow, optimizer: torch.optim.Optimizer, batch: torch.Tensor, clip: float | None
+) -> dict:
+    """One optimiser step on ``batch``: loss = NLL + the flow's weighted regularisers."""
+    start, started = function_evaluations(flow), time.perf_counter()
+    log_prob, penalty = flow.log_prob_with_penalty(batch)
+    nll = -log_prob.mean()
+    loss = nll + penalty.weighted.mean()
+    after_forward, forward_done = function_evaluations(flow), time.perf_counter()
+    if not torch.isfinite(loss):
+        return {"finite": False}
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
+    optimizer.step()
+    return {
+        "finite": True,
+        "nll": nll.item(),
+        "forward_seconds": forward_done - started,
+        "backward_seconds": time.perf_counter() - forward_done,
+        "nfe_forward": after_forward - start,
+        "nfe_backward": function_evaluations(flow) - after_forward,
+        "kinetic": penalty.kinetic.mean().item(),
+        "jacobian": penalty.jacobian.mean().item(),
+    }
+
+
+def record_step(history: History, step: dict, seconds: float) -> None:
+    history.iteration_seconds.append(seconds)
+    history.losses.append(step["nll"])
+    history.nfe_forward.append(step["nfe_forward"])
+    history.nfe_backward.append(step["nfe_backward"])
+    history.kinetic.append(step["kinetic"])
+    history.jacobian.append(step["jacobian"])
+
+
+def validate(
+    flow: Flow, data: object, config: ExperimentConfig, device: torch.device, history: History
+) -> bool:
+    """Score the validation split; return True when it is the best so far."""
+    flow.eval()
+    result = score(flow, data.eval_batches("val", config.eval.batch_size), device)
+    flow.train()
+    history.validation_seconds += result.seconds
+    history.val_train_seconds.append(sum(history.iteration_seconds))
+    since = slice(history.val_curve[-1]["iteration"] if history.val_curve else 0, None)
+    history.val_curve.append(
+        {
+            "iteration": history.iteration,
+            "val_nll": result.nll,
+            "train_nll": _mean(history.losses[since]),
+            "nfe_forward": _mean(history.nfe_forward[since]),
+            "nfe_backward": _mean(history.nfe_backward[since]),
+        }
+    )
+    improved = result.nll < history.best_val
+    if improved:
+        history.best_val, history.best_iteration = result.nll, history.iteration
+    return improved
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -> dict:
+    """Train, evaluate and write ``out_dir/metrics.json`` and ``out_dir/model.pt``."""
+    # Setup. Seeds and threads first, so everything below is reproducible.
+    seed_everything(config.seed)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = provenance.resolve_device(config.device)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    # Data, model, optimiser.
+    data = load_dataset(config.data, config.seed)
+    flow = build_flow(config, data.shape).to(device).train()
+    optimizer = torch.optim.Adam(
+        flow.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda it: learning_rate_factor(config, it)
+    )
+    batches = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
+    history = History()
+    best_state = copy.deepcopy(flow.state_dict())
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / CHECKPOINT
+    resumed = resume(checkpoint, config, flow, optimizer, schedule, batches)
+    if resumed is not None:
+        history, best_state = resumed
+    bar = Progress(config, history.iteration, enabled=progress)
+
+    # The loop. Validation at iteration 0 gives a baseline, so "best so far" always exists.
+    try:
+        if not history.val_curve:
+            validate(flow, data, config, device, history)
+            best_state = copy.deepcopy(flow.state_dict())
+        while history.iteration < config.train.iterations:
+            batch = data.train_batch(config.train.batch_size, batches).to(device)
+            started = time.perf_counter()
+            step = train_step(flow, optimizer, batch, config.train.grad_clip)
+            if not step["finite"]:
+                history.status = f"diverged: non-finite loss at iteration {history.iteration + 1}"
+                break
+            schedule.step()
+            record_step(history, step, time.perf_counter() - started)
+            history.iteration += 1
+            bar.step(step)
+            last = history.iteration == config.train.iterations
+            if history.iteration % config.train.eval_every == 0 or last:
+                if validate(flow, data, config, device, history):
+                    best_state = copy.deepcopy(flow.state_dict())
+                bar.validated(history)
+                save_checkpoint(
+                    checkpoint, config, flow, optimizer, schedule, batches, history, best_state
+                )
+    except SolverFailure as failure:
+        history.status = f"solver failure at iteration {history.iteration + 1}: {failure}"
+    finally:
+        bar.close()
+
+    # Final evaluation with the best-on-validation weights; the test split is used only here.
+    flow.load_state_dict(best_state)
+    flow.eval()
+    test = sample_seconds = None
+    try:
+        test = score(flow, data.eval_batches("test", config.eval.batch_size), device)
+        started = time.perf_counter()
+        flow.sample(config.eval.sample_count)
+        sample_seconds = time.perf_counter() - started
+    except SolverFailure as failure:
+        history.status += f"; test evaluation failed: {failure}"
+    metrics = assemble(config, flow, data, history, test, sample_seconds, device)
+    atomic.save_torch(out_dir / WEIGHTS, {"config": config.to_dict(), "state_dict": best_state})
+    atomic.write_json(out_dir / METRICS, metrics)
+    checkpoint.unlink(missing_ok=True)
+    return metrics
+
+
+def save_checkpoint(
+    path: Path,
+    config: ExperimentConfig,
+    flow: Flow,
+    optimizer: torch.optim.Optimizer,
+    schedule: object,
+    batches: torch.Generator,
+    history: History,
+    best_state: dict,
+) -> None:
+    atomic.save_torch(
+        path,
+        {
+            "digest": config.digest(),
+            "model": flow.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "best_state": best_state,
+            "history": vars(history),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "batches": batches.get_state(),
+            },
+        },
+    )
+
+
+def resume(
+    path: Path,
+    config: ExperimentConfig,
+    flow: Flow,
+    optimizer: torch.optim.Optimizer,
+    schedule: object,
+    batches: torch.Generator,
+) -> tuple[History, dict] | None:
+    """Restore a checkpoint of this exact config; a checkpoint of another config is ignored."""
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["digest"] != config.digest():
+        print(f"ignoring {path}: it belongs to a different configuration", file=sys.stderr)
+        return None
+    flow.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
+    batches.set_state(state["rng"]["batches"])
+    history = History(**state["history"])
+    print(f"resuming from {path} at iteration {history.iteration}", file=sys.stderr)
+    return history, state["best_state"]

@@ -1,0 +1,67 @@
+"""The command line, run as a user runs it: bad input exits with code 2 and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "replication", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_help_explains_every_command():
+    result = cli("--help")
+    assert result.returncode == 0 and "train" in result.stdout
+    assert "metrics.json" in cli("train", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "overrides", "message"),
+    [
+        ("model: {method: maf}", [], "unknown method 'maf'; valid choices: cnf, ffjord, glow"),
+        ("model: {method: nice}", ["data.name=spirals"], "unknown dataset 'spirals'"),
+        ("model: {method: nice}", ["train.lr=abc"], "train.lr: expected float, got str 'abc'"),
+        ("model: {method: nice, widht: 3}", [], "unknown key 'model.widht'"),
+        ("model: [", [], "is not valid YAML"),
+    ],
+)
+def test_bad_config_exits_2_and_writes_nothing(tmp_path, yaml_text, overrides, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    out = tmp_path / "out"
+    result = cli(
+        "train", "--config", str(path), "--out", str(out), *[f"--set={o}" for o in overrides]
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    result = cli("train", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "config file not found" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_command_writes_metrics(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "model: {method: realnvp, couplings: 2, hidden: [16]}\n"
+        "data: {train_size: 1000, val_size: 500, test_size: 500}\n"
+        "train: {iterations: 20, batch_size: 64, eval_every: 10}\n"
+    )
+    result = cli("train", "--config", str(path), "--out", str(tmp_path / "run"), "--set", "seed=3")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["seed"] == 3
+    assert "iter 20/20" in result.stderr  # one progress line per validation in logs

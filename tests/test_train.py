@@ -1,0 +1,102 @@
+"""Training end to end on tiny budgets: it learns, it is reproducible, it resumes exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from replication import config, train
+from replication.atomic import save_torch
+
+TIMING = "timing"
+
+
+def tiny(method: str = "realnvp", **train_options) -> config.ExperimentConfig:
+    options = {"nice": {"couplings": 4}, "realnvp": {"couplings": 4}, "glow": {"steps": 3}}
+    return config.parse(
+        {
+            "model": {"method": method, **options.get(method, {}), "hidden": [32, 32]},
+            "data": {"name": "8gaussians", "train_size": 4000, "val_size": 1000, "test_size": 2000},
+            "train": {
+                "iterations": 200,
+                "batch_size": 128,
+                "lr": 3e-3,
+                "eval_every": 50,
+                **train_options,
+            },
+            "eval": {"batch_size": 1000, "sample_count": 100},
+        }
+    )
+
+
+def without_timings(metrics: dict) -> dict:
+    drop = {TIMING, "provenance"}
+    return {key: value for key, value in metrics.items() if key not in drop}
+
+
+@pytest.mark.parametrize("method", ["nice", "realnvp", "glow"])
+def test_short_run_lowers_the_nll(tmp_path, method):
+    metrics = train.run(tiny(method), tmp_path, progress=False)
+    curve = metrics["val_curve"]
+    assert metrics["status"] == "ok"
+    assert curve[0]["iteration"] == 0 and curve[-1]["iteration"] == 200
+    assert metrics["best_val_nll"] < curve[0]["val_nll"] - 0.5
+    assert abs(metrics["test_nll"] - metrics["best_val_nll"]) < 0.2
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "model.pt").exists()
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_metrics_record_provenance_and_config(tmp_path):
+    metrics = json.loads(json.dumps(train.run(tiny(), tmp_path, progress=False)))
+    assert metrics == json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"] == tiny().to_dict() and metrics["seed"] == 0
+    assert set(metrics["provenance"]) >= {"commit", "device", "versions"}
+    assert torch.__version__.startswith(metrics["provenance"]["versions"]["torch"])
+    assert metrics["params"] > 0 and metrics["test_count"] == 2000
+    assert metrics["timing"]["seconds_per_iter"] > 0 and metrics["timing"]["sample_count"] == 100
+
+
+def test_same_seed_same_metrics(tmp_path):
+    first = train.run(tiny(), tmp_path / "a", progress=False)
+    second = train.run(tiny(), tmp_path / "b", progress=False)
+    assert without_timings(first) == without_timings(second)
+    other_seed = train.run(
+        config.parse({**tiny().to_dict(), "seed": 1}), tmp_path / "c", progress=False
+    )
+    assert other_seed["test_nll"] != first["test_nll"]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    reference = train.run(tiny(), tmp_path / "reference", progress=False)
+
+    # Interrupt the run right after the checkpoint at iteration 100 is written.
+    calls = {"n": 0}
+    original = train.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(tiny(), tmp_path / "resumed", progress=False)
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
+    monkeypatch.setattr(train, "save_checkpoint", original)
+    resumed = train.run(tiny(), tmp_path / "resumed", progress=False)
+    assert without_timings(resumed) == without_timings(reference)
+
+
+def test_checkpoint_of_another_config_is_ignored(tmp_path):
+    save_torch(tmp_path / "checkpoint.pt", {"digest": "something else"})
+    assert train.run(tiny(), tmp_path, progress=False)["iterations"] == 200
+
+
+def test_non_finite_loss_stops_cleanly_with_best_weights(tmp_path):
+    metrics = train.run(tiny(lr=1e6, grad_clip=None), tmp_path, progress=False)
+    assert metrics["status"].startswith("diverged: non-finite loss at iteration")
+    assert metrics["test_nll"] is not None and (tmp_path / "model.pt").exists()
