@@ -25,18 +25,21 @@ from typing import Any, Literal
 import yaml
 
 from replication.datasets import toy2d
+from replication.datasets.mnist import MnistOptions
 from replication.flows import options as method_options
 from replication.typed import ConfigError, choice_error, from_mapping, to_mapping
 
-DATASETS: tuple[str, ...] = toy2d.NAMES
+DATASETS: tuple[str, ...] = (*toy2d.NAMES, "mnist")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     name: str = "8gaussians"
+    # Toy 2D split sizes (MNIST has its own splits, set under ``mnist``).
     train_size: int = 100_000
     val_size: int = 10_000
     test_size: int = 20_000
+    mnist: MnistOptions = field(default_factory=MnistOptions)
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
@@ -47,6 +50,8 @@ class DataConfig:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if self.name == "mnist":
+            return (1, self.mnist.image_size, self.mnist.image_size)
         return (2,)
 
 

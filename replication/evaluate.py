@@ -34,15 +34,21 @@ def mean_and_standard_error(values: Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def score(flow: Flow, batches: Iterable[Tensor], device: torch.device) -> Score:
-    """Evaluate -log p(x) on every batch; the flow should be in eval mode."""
+def score(flow: Flow, batches: Iterable[Tensor], device: torch.device, draws: int = 1) -> Score:
+    """Evaluate -log p(x) on every batch; the flow should be in eval mode.
+
+    With ``draws > 1``, each group of ``draws`` consecutive batches holds the same examples
+    (e.g. under independent dequantization noise): their NLLs are averaged per example before
+    the mean and standard error are taken, so the error counts examples, not draws.
+    """
     started = time.perf_counter()
     losses, evaluations = [], []
     for batch in batches:
         before = function_evaluations(flow)
         losses.append(-flow.log_prob(batch.to(device)).double().cpu())
         evaluations.append(function_evaluations(flow) - before)
-    nll = torch.cat(losses)
+    groups = [torch.stack(losses[i : i + draws]).mean(0) for i in range(0, len(losses), draws)]
+    nll = torch.cat(groups)
     mean, se = mean_and_standard_error(nll)
     nfe = sum(evaluations) / len(evaluations) if any(evaluations) else None
     return Score(mean, se, len(nll), nfe, time.perf_counter() - started)

@@ -119,7 +119,7 @@ def validate(
 ) -> bool:
     """Score the validation split; return True when it is the best so far."""
     flow.eval()
-    result = score(flow, data.eval_batches("val", config.eval.batch_size), device)
+    result = score(flow, data.eval_batches("val", config.eval.batch_size), device, data.eval_draws)
     flow.train()
     history.validation_seconds += result.seconds
     history.val_train_seconds.append(sum(history.iteration_seconds))
@@ -206,7 +206,9 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
     flow.eval()
     test = sample_seconds = None
     try:
-        test = score(flow, data.eval_batches("test", config.eval.batch_size), device)
+        test = score(
+            flow, data.eval_batches("test", config.eval.batch_size), device, data.eval_draws
+        )
         started = time.perf_counter()
         flow.sample(config.eval.sample_count)
         sample_seconds = time.perf_counter() - started

@@ -89,7 +89,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         item_hint = args[0]
         return tuple(_convert(item_hint, item, f"{where}[{i}]") for i, item in enumerate(value))
     if dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, where)
+        return value if isinstance(value, hint) else from_mapping(hint, value, where)
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)

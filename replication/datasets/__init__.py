@@ -13,5 +13,9 @@ def load(config: DataConfig, seed: int) -> Dataset:
     """The train / validation / test splits the config asks for, drawn from the run's seed."""
     from replication.datasets.splits import ToyDataset
 
+    if config.name == "mnist":
+        from replication.datasets.mnist import MnistDataset
+
+        return MnistDataset.load(config.mnist, seed)
     sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
     return ToyDataset.draw(config.name, sizes, seed)

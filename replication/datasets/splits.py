@@ -34,6 +34,7 @@ class Dataset(ABC):
     """Batches of continuous-valued data of shape ``[batch, *shape]``."""
 
     shape: tuple[int, ...]
+    eval_draws: int = 1  # eval_batches yields each batch this many times (see evaluate.score)
 
     @abstractmethod
     def train_batch(self, batch_size: int, generator: torch.Generator) -> Tensor:

@@ -23,6 +23,7 @@ prefix of a sample is representative.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -36,29 +37,33 @@ NAMES: tuple[str, ...] = (
     "8gaussians", "2spirals", "checkerboard", "circles", "moons", "pinwheel", "rings", "swissroll"
 )  # fmt: skip
 
-F64 = torch.float64
+_F64 = torch.float64
 _CHUNK = 2**22  # elements of the (points x nodes) matrices held at once
 _TAU = 2 * math.pi
 
 
 def sample(name: str, n: int, seed: int) -> Tensor:
-    """``n`` draws of toy density ``name`` as an ``(n, 2)`` float32 tensor, a function of seed."""
+    """``n`` draws of toy density ``name`` as an ``(n, 2)`` float32 tensor.
+
+    The draws depend only on ``(name, n, seed)``: a private generator seeded with ``seed`` (any
+    int) is used, and the global torch, numpy and random states are never read or advanced.
+    """
     return sample_f64(name, n, seed).to(torch.float32)
 
 
 def sample_f64(name: str, n: int, seed: int) -> Tensor:
     """As :func:`sample`, in float64 (the precision every generator computes in)."""
     _check_name(name)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ConfigError(f"toy dataset size must be an integer >= 1, got {n!r}")
-    generator = torch.Generator().manual_seed(seed)  # private: global RNG state is untouched
-    return _SAMPLERS[name](n, generator)
+    generator = torch.Generator().manual_seed(int(seed))  # private: global RNG state untouched
+    return _SAMPLERS[name](int(n), generator)
 
 
 def log_density(name: str, x: Tensor) -> Tensor:
     """log p(x) in float64, shape ``(m,)``, of the n -> infinity density ``name`` at ``x (m, 2)``."""
     _check_name(name)
-    x = torch.as_tensor(x).to(F64)
+    x = torch.as_tensor(x).to(_F64)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"expected points of shape (m, 2), got {tuple(x.shape)}")
     if len(x) == 0:
@@ -87,11 +92,11 @@ def _check_name(name: str) -> None:
 
 
 def _randn(g: torch.Generator, *shape: int) -> Tensor:
-    return torch.randn(*shape, generator=g, dtype=F64)
+    return torch.randn(*shape, generator=g, dtype=_F64)
 
 
 def _rand(g: torch.Generator, *shape: int) -> Tensor:
-    return torch.rand(*shape, generator=g, dtype=F64)
+    return torch.rand(*shape, generator=g, dtype=_F64)
 
 
 def _group_sizes(n: int, groups: int) -> list[int]:
@@ -106,31 +111,35 @@ def _group_labels(n: int, groups: int) -> Tensor:
 
 
 def _eight_gaussians(n: int, g: torch.Generator) -> Tensor:
-    angle = torch.randint(8, (n,), generator=g).to(F64) * (_TAU / 8)
+    angle = torch.randint(8, (n,), generator=g).to(_F64) * (_TAU / 8)
     centre = 4 * torch.stack([angle.cos(), angle.sin()], dim=1)
     return (centre + 0.5 * _randn(g, n, 2)) / 1.414
 
 
 def _two_spirals(n: int, g: torch.Generator) -> Tensor:
-    t = _rand(g, n).sqrt() * (3 * math.pi)
+    t = _rand(g, n).sqrt() * (3 * math.pi)  # the spiral parameter (n in the module docstring)
     point = torch.stack([-t * t.cos(), t * t.sin()], dim=1) + 0.5 * _rand(g, n, 2)
-    sign = 1.0 - 2.0 * _group_labels(n, 2).to(F64)  # second group: the negated spiral
+    sign = 1.0 - 2.0 * _group_labels(n, 2).to(_F64)  # second group: the negated spiral
     x = sign[:, None] * point / 3 + 0.1 * _randn(g, n, 2)
     return x[torch.randperm(n, generator=g)]
 
 
 def _checkerboard(n: int, g: torch.Generator) -> Tensor:
     x1 = 4 * _rand(g, n) - 2
-    flip = torch.randint(2, (n,), generator=g).to(F64)
+    flip = torch.randint(2, (n,), generator=g).to(_F64)
     x2 = _rand(g, n) - 2 * flip + torch.remainder(x1.floor(), 2)
-    return 2 * torch.stack([x1, x2], dim=1)
+    x = 2 * torch.stack([x1, x2], dim=1)
+    # Cap each point at the last float32 below its square's upper edge, so that rounding to
+    # float32 can never carry it onto the edge (into an empty square). Moves mass ~1e-7.
+    upper = (2 * torch.floor(x / 2) + 2).to(torch.float32)
+    return torch.minimum(x, torch.nextafter(upper, upper.new_tensor(-math.inf)).to(_F64))
 
 
 def _on_circles(n: int, radii: tuple[float, ...]) -> Tensor:
     """Points on circles of ``radii`` (grouped in that order), evenly spaced angles from 0."""
     parts = []
     for radius, size in zip(radii, _group_sizes(n, len(radii)), strict=True):
-        angle = torch.arange(size, dtype=F64) * (_TAU / max(size, 1))
+        angle = torch.arange(size, dtype=_F64) * (_TAU / max(size, 1))
         parts.append(radius * torch.stack([angle.cos(), angle.sin()], dim=1))
     return torch.cat(parts)
 
@@ -150,12 +159,12 @@ def _moons(n: int, g: torch.Generator) -> Tensor:
     outer = torch.stack([t.cos(), t.sin()], dim=1)
     inner = torch.stack([1 - t.cos(), 0.5 - t.sin()], dim=1)
     curve = torch.where(_group_labels(n, 2)[:, None] == 1, inner, outer)
-    x = 2 * (curve + 0.1 * _randn(g, n, 2)) + torch.tensor([-1.0, -0.2], dtype=F64)
+    x = 2 * (curve + 0.1 * _randn(g, n, 2)) + torch.tensor([-1.0, -0.2], dtype=_F64)
     return x[torch.randperm(n, generator=g)]
 
 
 def _pinwheel(n: int, g: torch.Generator) -> Tensor:
-    arm = torch.randint(5, (n,), generator=g).to(F64)
+    arm = torch.randint(5, (n,), generator=g).to(_F64)
     e = _randn(g, n, 2)
     f1, f2 = 1 + 0.3 * e[:, 0], 0.1 * e[:, 1]
     a = _TAU / 5 * arm + 0.25 * f1.exp()
@@ -185,9 +194,9 @@ def _gaussian_mixture(x: Tensor, centres: Tensor, log_weights: Tensor, std: floa
 
 
 def _eight_gaussians_density(x: Tensor) -> Tensor:
-    angle = torch.arange(8, dtype=F64) * (_TAU / 8)
+    angle = torch.arange(8, dtype=_F64) * (_TAU / 8)
     centres = 4 / 1.414 * torch.stack([angle.cos(), angle.sin()], dim=1)
-    log_weights = torch.full((8,), -math.log(8), dtype=F64)
+    log_weights = torch.full((8,), -math.log(8), dtype=_F64)
     return _gaussian_mixture(x, centres, log_weights, 0.5 / 1.414)
 
 
@@ -209,18 +218,21 @@ def _ring_density(x: Tensor, radius: float, std: float) -> Tensor:
 
 
 def _circles_density(x: Tensor, radii: tuple[float, ...], std: float) -> Tensor:
+    """log of the equal mixture of :func:`_ring_density` over ``radii``."""
     # The evenly spaced angles are taken in the continuum limit: a uniform angle per circle.
     per_circle = torch.stack([_ring_density(x, r, std) for r in radii], dim=1)
     return per_circle.logsumexp(dim=1) - math.log(len(radii))
 
 
-def _curve_rule(curve: Callable[[Tensor], Tensor], t0: float, t1: float, spacing: float) -> Tensor:
+def _curve_rule(
+    curve: Callable[[Tensor], Tensor], t0: float, t1: float, spacing: float
+) -> tuple[Tensor, Tensor]:
     """Composite 8-point Gauss-Legendre (nodes, weights) on [t0, t1], weights summing to 1.
 
     Panels have equal arc length along ``curve(t)``, at most 8 * ``spacing``, so consecutive
     nodes are on average ``spacing`` apart along the curve.
     """
-    fine = torch.linspace(t0, t1, 20_001, dtype=F64)
+    fine = torch.linspace(t0, t1, 20_001, dtype=_F64)
     arc = torch.cat([fine.new_zeros(1), curve(fine).diff(dim=0).norm(dim=1).cumsum(0)])
     panels = math.ceil(arc[-1].item() / (8 * spacing))
     edges = np.interp(np.linspace(0.0, arc[-1].item(), panels + 1), arc.numpy(), fine.numpy())
@@ -228,7 +240,7 @@ def _curve_rule(curve: Callable[[Tensor], Tensor], t0: float, t1: float, spacing
     half = np.diff(edges)[:, None] / 2
     nodes = (edges[:-1, None] + half * (1 + unit_nodes)).ravel()
     weights = (half * unit_weights).ravel() / (t1 - t0)
-    return torch.from_numpy(np.stack([nodes, weights]))
+    return torch.from_numpy(nodes), torch.from_numpy(weights)
 
 
 def _curve_density(
@@ -281,22 +293,37 @@ def _two_spirals_density(x: Tensor) -> Tensor:
 
 
 def _tiled_box_mixture(t: Tensor, centres: Tensor, weights: Tensor) -> Tensor:
-    """:func:`_box_mixture` over the nodes near each tile of points, exact to ~1e-12.
+    """:func:`_box_mixture` over only the nodes near each point, to a relative 1e-12.
 
-    A node beyond the reach R = 10 stds from a tile has k < Phi(5/6 - R) < 3e-20 in one
-    coordinate; the weights sum to 1, so sums above 2.4e-8 (log -17.5) are trusted and the
-    rest (points far from both spirals) are recomputed over every node.
+    A node farther than the reach R (in noise stds) from a point has k < Phi(5/6 - R) in one
+    coordinate and k < 0.6 in the other; the weights sum to 1, so a sum S over the nearer
+    nodes is trusted when S > 1e12 * 0.6 Phi(5/6 - R). Points failing that (far from both
+    spirals) are redone with a longer reach, and last with every node.
     """
-    size, reach = 2.0, 10.0
+    out = t.new_empty(len(t))
+    pending = torch.arange(len(t))
+    for reach, size in ((10.0, 2.0), (20.0, 10.0)):  # far points are sparse: larger tiles
+        out[pending] = _near_box_mixture(t[pending], centres, weights, reach, size)
+        trust = math.log(0.6e12) + log_ndtr(torch.tensor(5 / 6 - reach, dtype=_F64)).item()
+        pending = pending[out[pending] < trust]
+    out[pending] = _box_mixture(t[pending], centres, weights)
+    return out
+
+
+def _near_box_mixture(
+    t: Tensor, centres: Tensor, weights: Tensor, reach: float, size: float
+) -> Tensor:
+    """:func:`_box_mixture` per square tile of side ``size``, over the nodes within ``reach``.
+
+    One small problem per tile (a few hundred points and nodes) stays in cache.
+    """
     keys, inverse = torch.unique(torch.floor(t / size), dim=0, return_inverse=True)
-    tiles = torch.argsort(inverse).split(torch.bincount(inverse).tolist())
+    tiles = torch.argsort(inverse).split(torch.bincount(inverse, minlength=len(keys)).tolist())
     out = t.new_empty(len(t))
     for key, rows in zip(keys, tiles, strict=True):
         low = key * size - reach
         near = ((centres >= low) & (centres <= low + size + 2 * reach)).all(dim=1)
         out[rows] = _box_mixture(t[rows], centres[near], weights[near])
-    unsure = out < -17.5
-    out[unsure] = _box_mixture(t[unsure], centres, weights)
     return out
 
 
@@ -304,7 +331,7 @@ def _box_mixture(t: Tensor, centres: Tensor, weights: Tensor) -> Tensor:
     """log sum_j w_j k(t1 - c_j1) k(t2 - c_j2) with k(t) = Phi(h - |t|) - Phi(-h - |t|), h = 5/6.
 
     k is U[-h, h] + N(0, 1) times the box width; computed linearly (fast), and in log space
-    for the far-away rows where the sum underflows. Chunked over rows.
+    for the far-away rows where the sum underflows. Chunked over points.
     """
     rows = max(1, _CHUNK // (2 * max(len(centres), 1)))
     return torch.cat([_box_mixture_chunk(chunk, centres, weights) for chunk in t.split(rows)])
@@ -357,7 +384,7 @@ def _brackets(rho: Tensor, phi: Tensor, offset: int) -> tuple[Tensor, Tensor, Te
     2pi/5 per grid cell, i.e. for |x| < 12 (beyond: log p < -100, and folds with several
     roots in one cell give a lower bound).
     """
-    psi = torch.linspace(-math.pi, math.pi, _PSI_GRID + 1, dtype=F64)
+    psi = torch.linspace(-math.pi, math.pi, _PSI_GRID + 1, dtype=_F64)
     unit = _TAU / 5
     levels = torch.outer(rho, psi.cos()).exp_().mul_(-0.25 / unit)  # (h - phi) / unit, in place
     levels.add_(psi / unit).sub_(phi[:, None] / unit).floor_()
@@ -378,7 +405,7 @@ def _bisect(fn: Callable[[Tensor], Tensor], low: Tensor, high: Tensor, steps: in
 
 _CIRCLE_RADII = (1.0, 0.5)  # before the final factor 3
 _RING_RADII = (3.0, 2.25, 1.5, 0.75)
-_PSI_GRID = 1024  # psi cells per turn: h changes by < 2pi per cell up to |x| ~ 12
+_PSI_GRID = 1024  # psi cells per turn: h changes by < 2pi/5 per cell up to |x| ~ 12
 _NODES_PER_STD = 8  # quadrature nodes per noise std along a curve (8 per Gauss-Legendre panel)
 
 _SAMPLERS: dict[str, Callable[[int, torch.Generator], Tensor]] = {
