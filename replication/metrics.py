@@ -25,22 +25,28 @@ END_WINDOW = 100
 
 
 def summarize(values: list[float]) -> dict | None:
-    """Mean over training and over its last END_WINDOW iterations; None when never counted."""
-    if not values or not any(values):
+    """Mean over training and over its last END_WINDOW iterations; None without values."""
+    if not values:
         return None
     return {"end": statistics.fmean(values[-END_WINDOW:]), "mean": statistics.fmean(values)}
 
 
-def timing(history: History, test: Score | None, sample_seconds: float | None, count: int) -> dict:
+def timing(
+    history: History, test: Score | None, sample_seconds: float | None, config: ExperimentConfig
+) -> dict:
+    """Wall-clock seconds of each phase, and throughput in examples per second."""
     seconds = history.iteration_seconds
+    per_iter = statistics.median(seconds) if seconds else None
     return {
         "train_seconds": sum(seconds),
-        "seconds_per_iter": statistics.median(seconds) if seconds else None,
+        "seconds_per_iter": per_iter,
+        "train_examples_per_second": config.train.batch_size / per_iter if per_iter else None,
+        "eval_examples_per_second": test.count / test.seconds if test else None,
         "validation_seconds": history.validation_seconds,
         "val_train_seconds": history.val_train_seconds,
         "eval_seconds": test.seconds if test else None,
         "sample_seconds": sample_seconds,
-        "sample_count": count,
+        "sample_count": config.eval.sample_count,
     }
 
 
@@ -69,6 +75,8 @@ def assemble(
 ) -> dict:
     """Every field of ``metrics.json``."""
     dims = math.prod(data.shape)
+    nfe = history.counts_nfe
+    regularized = any(history.kinetic) or any(history.jacobian)
     kinetic, jacobian = summarize(history.kinetic), summarize(history.jacobian)
     return {
         "status": history.status,
@@ -80,12 +88,12 @@ def assemble(
         "best_iteration": history.best_iteration,
         "best_val_nll": history.best_val,
         "val_curve": history.val_curve,
-        "nfe_forward": summarize(history.nfe_forward),
-        "nfe_backward": summarize(history.nfe_backward),
+        "nfe_forward": summarize(history.nfe_forward) if nfe else None,
+        "nfe_backward": summarize(history.nfe_backward) if nfe else None,
         "test_nfe": test.nfe_per_batch if test else None,
-        "regularization": {"kinetic": kinetic, "jacobian": jacobian} if kinetic else None,
+        "regularization": {"kinetic": kinetic, "jacobian": jacobian} if regularized else None,
         "params": sum(p.numel() for p in flow.parameters()),
-        "timing": timing(history, test, sample_seconds, config.eval.sample_count),
+        "timing": timing(history, test, sample_seconds, config),
         "data": data.describe(),
         "config": config.to_dict(),
         "config_digest": config.digest(),

@@ -27,7 +27,7 @@ from replication.datasets.splits import derive_seed
 from replication.evaluate import score
 from replication.flows import build
 from replication.flows.base import Flow
-from replication.flows.continuous import SolverFailure, function_evaluations
+from replication.flows.continuous import SolverFailure, function_evaluations, is_continuous
 from replication.metrics import assemble
 from replication.progress import Progress
 
@@ -53,6 +53,7 @@ class History:
     kinetic: list[float] = field(default_factory=list)
     jacobian: list[float] = field(default_factory=list)
     status: str = "ok"
+    counts_nfe: bool = False  # whether the flow has ODE blocks, i.e. NFE applies
 
 
 def seed_everything(seed: int) -> None:
@@ -129,8 +130,8 @@ def validate(
             "iteration": history.iteration,
             "val_nll": result.nll,
             "train_nll": _mean(history.losses[since]),
-            "nfe_forward": _mean(history.nfe_forward[since]),
-            "nfe_backward": _mean(history.nfe_backward[since]),
+            "nfe_forward": _mean(history.nfe_forward[since]) if history.counts_nfe else None,
+            "nfe_backward": _mean(history.nfe_backward[since]) if history.counts_nfe else None,
         }
     )
     improved = result.nll < history.best_val
@@ -162,7 +163,7 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
         optimizer, lambda it: learning_rate_factor(config, it)
     )
     batches = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
-    history = History()
+    history = History(counts_nfe=is_continuous(flow))
     best_state = copy.deepcopy(flow.state_dict())
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ from replication.typed import ConfigError
 __all__ = [
     "CNFOptions", "ContinuousFlow", "FFJORDOptions", "Integration", "NFECounter",
     "NFELimitExceeded", "NonFiniteState", "RNODEOptions", "SolverFailure", "SolverOptions",
-    "SolverUnderflow", "function_evaluations",
+    "SolverUnderflow", "function_evaluations", "is_continuous",
 ]  # fmt: skip
 
 
@@ -126,6 +126,11 @@ class ContinuousFlow(Bijection):
         rhs = field(self.dynamics, self.end_time, phase.divergence.start(x), meter)
         state = torch.cat([x, x.new_zeros(x.shape[0], 1 + extra)], dim=1)
         return integrate(rhs, state, x.new_tensor(times), phase.solver)
+
+
+def is_continuous(flow: nn.Module) -> bool:
+    """Whether ``flow`` contains any ODE block (whose evaluations are then counted)."""
+    return any(isinstance(module, ContinuousFlow) for module in flow.modules())
 
 
 def function_evaluations(flow: nn.Module) -> int:

@@ -67,6 +67,34 @@ class SigmoidScaleShift(Transformer):
         return (y - params[1]) * torch.exp(-log_scale), -log_scale
 
 
+class SoftClampScaleShift(Transformer):
+    """RealNVP's affine coupling with a bounded log-scale:
+
+        g(x) = exp(s') x + t,    s' = c tanh(s / c),
+
+    which follows s near 0 and never leaves (-c, c), so one layer can expand or contract by at
+    most e^c (RealNVP bounds its log-scale with a tanh too, Dinh et al. 2017, Sec. 4.1). Unlike
+    sigmoid(s + 2), whose scale stays below 1, a layer can expand as well as contract.
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, bound: float = 2.0) -> None:
+        super().__init__()
+        self.bound = bound
+
+    def _log_scale(self, raw: Tensor) -> Tensor:
+        return self.bound * torch.tanh(raw / self.bound)
+
+    def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        log_scale = self._log_scale(params[0])
+        return x * torch.exp(log_scale) + params[1], log_scale
+
+    def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        log_scale = self._log_scale(params[0])
+        return (y - params[1]) * torch.exp(-log_scale), -log_scale
+
+
 def mlp(sizes: tuple[int, ...], zero_last: bool = False) -> nn.Sequential:
     """A ReLU multi-layer perceptron through ``sizes``; optionally the last layer starts at zero
     so that a coupling layer starts as the identity (Glow's initialisation)."""

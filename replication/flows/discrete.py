@@ -26,6 +26,7 @@ from replication.flows.base import (
 from replication.flows.coupling import (
     Shift,
     SigmoidScaleShift,
+    SoftClampScaleShift,
     Transformer,
     VectorCoupling,
     alternating_halves,
@@ -89,7 +90,7 @@ def build_nice(data_shape: DataShape, options: NiceVectorOptions) -> Flow:
 @register("realnvp", "vector", RealNVPVectorOptions)
 def build_realnvp(data_shape: DataShape, options: RealNVPVectorOptions) -> Flow:
     dim = _feature_count(data_shape, options.couplings)
-    steps = _couplings(dim, options.couplings, options.hidden, SigmoidScaleShift)
+    steps = _couplings(dim, options.couplings, options.hidden, SoftClampScaleShift)
     return Flow(Chain(*steps), StandardNormal(data_shape))
 
 

@@ -83,7 +83,9 @@ class InvertibleLinear(Bijection):
         W = P L (U + diag(sign * exp(log_s))),
 
     with P a fixed permutation, L unit lower triangular and U strictly upper triangular, so
-    log|det W| = sum(log_s) costs O(C) instead of O(C^3). Initialised at a random rotation.
+    log|det W| = sum(log_s) costs O(C) instead of O(C^3). Only the free entries are parameters
+    (C^2 in all), so the parameter count is that of a C x C matrix. Initialised at a random
+    rotation.
     """
 
     def __init__(self, channels: int) -> None:
@@ -91,25 +93,36 @@ class InvertibleLinear(Bijection):
         rotation, _ = torch.linalg.qr(torch.randn(channels, channels))
         permutation, lower, upper = torch.linalg.lu(rotation)
         diagonal = torch.diagonal(upper)
+        below = torch.tril_indices(channels, channels, -1)
         self.register_buffer("permutation", permutation)
         self.register_buffer("sign", torch.sign(diagonal))
-        self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
-        self.lower = nn.Parameter(lower)
-        self.upper = nn.Parameter(torch.triu(upper, 1))
+        self.register_buffer("below", below, persistent=False)
+        self.register_buffer("identity", torch.eye(channels), persistent=False)
+        self.lower = nn.Parameter(lower[below[0], below[1]])
+        self.upper = nn.Parameter(upper.T[below[0], below[1]])
         self.log_s = nn.Parameter(torch.log(diagonal.abs()))
 
+    def _strict_lower(self, entries: Tensor) -> Tensor:
+        matrix = torch.zeros_like(self.identity)
+        return matrix.index_put((self.below[0], self.below[1]), entries)
+
     def weight(self) -> Tensor:
-        eye = torch.eye(self.lower.shape[0], dtype=self.lower.dtype, device=self.lower.device)
-        lower = self.lower * self.lower_mask + eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign * torch.exp(self.log_s))
+        lower = self._strict_lower(self.lower) + self.identity
+        upper = self._strict_lower(self.upper).T + torch.diag(self.sign * torch.exp(self.log_s))
         return self.permutation @ lower @ upper
 
     def _logdet(self, x: Tensor) -> Tensor:
         return (self.log_s.sum() * _positions(x)).expand(x.shape[0])
 
+    @staticmethod
+    def _apply_matrix(matrix: Tensor, x: Tensor) -> Tensor:
+        """``matrix`` applied to dimension 1 of ``x`` at every position (a 1x1 convolution)."""
+        if x.dim() == 2:
+            return nn.functional.linear(x, matrix)
+        return torch.einsum("ij,bj...->bi...", matrix, x)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.einsum("ij,bj...->bi...", self.weight(), x), self._logdet(x)
+        return self._apply_matrix(self.weight(), x), self._logdet(x)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        inverse_weight = torch.linalg.inv(self.weight())
-        return torch.einsum("ij,bj...->bi...", inverse_weight, y), -self._logdet(y)
+        return self._apply_matrix(torch.linalg.inv(self.weight()), y), -self._logdet(y)
