@@ -24,12 +24,13 @@ from typing import Any, Literal
 
 import yaml
 
-from replication.datasets import toy2d
+from replication.datasets import gaussian, toy2d
 from replication.datasets.mnist import MnistOptions
 from replication.flows import options as method_options
 from replication.typed import ConfigError, choice_error, from_mapping, to_mapping
 
-DATASETS: tuple[str, ...] = (*toy2d.NAMES, "mnist")
+# FFJORD's eight toy densities, the analytic checks' Gaussian, and MNIST.
+DATASETS: tuple[str, ...] = (*toy2d.NAMES, gaussian.NAME, "mnist")
 
 
 @dataclass(frozen=True)

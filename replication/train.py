@@ -14,6 +14,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch
 
 from replication import atomic, provenance
 from replication.config import ExperimentConfig
+from replication.config import parse as parse_config
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
 from replication.evaluate import score
@@ -30,6 +32,7 @@ from replication.flows.base import Flow
 from replication.flows.continuous import SolverFailure, function_evaluations, is_continuous
 from replication.metrics import assemble
 from replication.progress import Progress
+from replication.typed import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.pt"
@@ -67,6 +70,23 @@ def build_flow(config: ExperimentConfig, shape: tuple[int, ...]) -> Flow:
     """The configured flow, initialised from the run's seed."""
     torch.manual_seed(derive_seed(config.seed, "model"))
     return build(config.model.method, shape, **vars(config.model.options))
+
+
+def load_trained(
+    run_dir: Path, edit: Callable[[dict], None] | None = None
+) -> tuple[Flow, ExperimentConfig]:
+    """The flow saved in ``run_dir/model.pt``, rebuilt from its saved config on the CPU in eval
+    mode, and that config. ``edit`` may change the resolved config first (e.g. the solver)."""
+    path = Path(run_dir) / WEIGHTS
+    if not path.is_file():
+        raise ConfigError(f"weights not found: {path} (train the run first)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if edit is not None:
+        edit(saved["config"])
+    experiment = parse_config(saved["config"])
+    flow = build_flow(experiment, experiment.data.shape)
+    flow.load_state_dict(saved["state_dict"])
+    return flow.eval(), experiment
 
 
 def learning_rate_factor(config: ExperimentConfig, iteration: int) -> float:

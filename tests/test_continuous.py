@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from replication.flows import build
 from replication.flows.augmented import (
@@ -31,27 +31,17 @@ from replication.flows.continuous import (
     SolverUnderflow,
     function_evaluations,
 )
-from replication.flows.dynamics import ACTIVATIONS, ConcatSquashMLP, Dynamics, PlanarHyperDynamics
+from replication.flows.dynamics import (
+    ACTIVATIONS,
+    ConcatSquashMLP,
+    Dynamics,
+    LinearDynamics,
+    PlanarHyperDynamics,
+)
 from replication.typed import ConfigError
 
 TIGHT = SolverOptions("dopri5", atol=1e-10, rtol=1e-10)
 RK4 = SolverOptions("rk4", step_size=0.25)
-
-
-class LinearField(Dynamics):
-    """``f(t, z) = A z + c``: flow ``expm(t A)``, Jacobian A everywhere."""
-
-    def __init__(self, matrix: Tensor, shift: Tensor | None = None) -> None:
-        super().__init__(matrix.shape[0])
-        self.matrix = nn.Parameter(matrix.clone())
-        self.shift = nn.Parameter(torch.zeros(self.dim) if shift is None else shift.clone())
-
-    def forward(self, t: Tensor, z: Tensor) -> Tensor:
-        return z @ self.matrix.T + self.shift
-
-    def forward_with_tangents(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        tangents = self.matrix.T.unsqueeze(1).expand(-1, z.shape[0], -1)
-        return self(t, z), tangents
 
 
 class SquareField(Dynamics):
@@ -101,7 +91,7 @@ def assert_within_four_standard_errors(samples: Tensor, target: Tensor) -> None:
 
 
 def test_linear_field_flow_and_exact_logdet(matrix):
-    flow = block(LinearField(matrix))
+    flow = block(LinearDynamics(matrix))
     x = torch.randn(6, 3, dtype=torch.float64)
     z, logdet = flow(x)
     torch.testing.assert_close(z, x @ torch.linalg.matrix_exp(0.7 * matrix).T, atol=1e-8, rtol=1e-8)
@@ -115,7 +105,7 @@ def test_linear_field_flow_and_exact_logdet(matrix):
 
 @pytest.mark.parametrize("probe", [gaussian_probe, rademacher_probe])
 def test_linear_field_hutchinson_logdet_in_expectation(matrix, probe):
-    flow = block(LinearField(matrix), Hutchinson(probe))
+    flow = block(LinearDynamics(matrix), Hutchinson(probe))
     with torch.no_grad():
         _, logdet = flow(torch.randn(4000, 3, dtype=torch.float64))
     assert_within_four_standard_errors(logdet.unsqueeze(1), 0.7 * matrix.trace().reshape(1))
@@ -124,7 +114,7 @@ def test_linear_field_hutchinson_logdet_in_expectation(matrix, probe):
 def test_probe_is_drawn_once_per_solve(matrix):
     """Each sample's logdet is exactly T e^T A e for the probe e drawn at the start: the probe
     stayed fixed through all the solver's evaluations."""
-    flow = block(LinearField(matrix), Hutchinson(gaussian_probe))
+    flow = block(LinearDynamics(matrix), Hutchinson(gaussian_probe))
     x = torch.randn(5, 3, dtype=torch.float64)
     torch.manual_seed(7)
     probe = torch.randn_like(x)
@@ -193,7 +183,7 @@ def test_hutchinson_flow_is_unbiased_for_exact_logdet_and_jacobian_term(probe):
 
 def test_constant_field_kinetic_energy_and_zero_jacobian_term():
     shift = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-    flow = block(LinearField(torch.zeros(3, 3), shift), kinetic_weight=2.0, jacobian_weight=3.0)
+    flow = block(LinearDynamics(torch.zeros(3, 3), shift), kinetic_weight=2.0, jacobian_weight=3.0)
     x = torch.randn(4, 3, dtype=torch.float64)
     z, _, penalty = flow.forward_with_penalty(x)
     kinetic = torch.full((4,), 0.7 * shift.square().sum().item() / 6, dtype=torch.float64)
@@ -204,7 +194,7 @@ def test_constant_field_kinetic_energy_and_zero_jacobian_term():
 
 
 def test_linear_field_jacobian_term_exact(matrix):
-    flow = block(LinearField(matrix), jacobian_weight=1.0)
+    flow = block(LinearDynamics(matrix), jacobian_weight=1.0)
     _, _, penalty = flow.forward_with_penalty(torch.randn(4, 3, dtype=torch.float64))
     expected = torch.full((4,), 0.7 * matrix.square().sum().item() / 3, dtype=torch.float64)
     torch.testing.assert_close(penalty.jacobian, expected)
@@ -212,7 +202,7 @@ def test_linear_field_jacobian_term_exact(matrix):
 
 @pytest.mark.parametrize("probe", [gaussian_probe, rademacher_probe])
 def test_linear_field_jacobian_term_hutchinson_in_expectation(matrix, probe):
-    flow = block(LinearField(matrix), Hutchinson(probe), jacobian_weight=1.0)
+    flow = block(LinearDynamics(matrix), Hutchinson(probe), jacobian_weight=1.0)
     with torch.no_grad():
         _, _, penalty = flow.forward_with_penalty(torch.randn(4000, 3, dtype=torch.float64))
     target = 0.7 * matrix.square().sum().reshape(1) / 3
@@ -232,7 +222,7 @@ def test_penalty_states_do_not_drive_the_step_size():
 
 
 def test_zero_weights_add_no_penalty(matrix):
-    _, _, penalty = block(LinearField(matrix)).forward_with_penalty(
+    _, _, penalty = block(LinearDynamics(matrix)).forward_with_penalty(
         torch.randn(3, 3, dtype=torch.float64)
     )
     assert not any(term.any() for term in penalty)
@@ -245,7 +235,9 @@ def test_zero_weights_add_no_penalty(matrix):
 def test_nfe_counts_forward_and_backward_of_rk4(matrix, adjoint):
     """torchdiffeq's rk4 (the 3/8 rule) evaluates 4 times per step, no extra at the ends; the
     adjoint solve re-evaluates the dynamics once per stage of the same grid."""
-    flow = block(LinearField(matrix), solver=SolverOptions("rk4", step_size=0.25, adjoint=adjoint))
+    flow = block(
+        LinearDynamics(matrix), solver=SolverOptions("rk4", step_size=0.25, adjoint=adjoint)
+    )
     start = function_evaluations(flow)
     _, logdet = flow(torch.randn(3, 3, dtype=torch.float64))
     forward = function_evaluations(flow)
@@ -287,7 +279,7 @@ def test_adjoint_and_direct_backprop_agree(divergence):
 
 def test_train_and_eval_settings_switch(matrix):
     flow = block(
-        LinearField(matrix),
+        LinearDynamics(matrix),
         Hutchinson(rademacher_probe),
         solver=RK4,
         eval_solver=SolverOptions("euler", step_size=0.5),
@@ -307,7 +299,7 @@ def test_train_and_eval_settings_switch(matrix):
 
 
 def test_nfe_ceiling_stops_a_stiff_solve(matrix):
-    stiff = LinearField(-1e6 * torch.eye(3, dtype=torch.float64))
+    stiff = LinearDynamics(-1e6 * torch.eye(3, dtype=torch.float64))
     flow = block(stiff, solver=SolverOptions(), max_nfe=200)
     with pytest.raises(NFELimitExceeded, match="max_nfe = 200"):
         flow(torch.randn(4, 3, dtype=torch.float64))
@@ -316,7 +308,9 @@ def test_nfe_ceiling_stops_a_stiff_solve(matrix):
 
 def test_nfe_ceiling_applies_to_the_adjoint_solve(matrix):
     flow = block(
-        LinearField(matrix), solver=SolverOptions("rk4", step_size=0.25, adjoint=True), max_nfe=16
+        LinearDynamics(matrix),
+        solver=SolverOptions("rk4", step_size=0.25, adjoint=True),
+        max_nfe=16,
     )
     _, logdet = flow(torch.randn(2, 3, dtype=torch.float64))  # 16 evaluations: allowed
     logdet.sum().backward(retain_graph=True)  # its adjoint solve, 16 more: allowed

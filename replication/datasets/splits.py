@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from replication.datasets import toy2d
+from replication.datasets import gaussian, toy2d
 
 Split = Literal["train", "val", "test"]
 
@@ -53,6 +53,16 @@ class Dataset(ABC):
         """What the metrics file records about the data (sizes, seeds, preprocessing)."""
 
 
+def sample(name: str, n: int, seed: int) -> Tensor:
+    """Draws from a toy density: FFJORD's eight, or the analytic checks' Gaussian."""
+    return gaussian.sample(n, seed) if name == gaussian.NAME else toy2d.sample(name, n, seed)
+
+
+def log_density(name: str, x: Tensor) -> Tensor:
+    """The exact log-density of a toy density (float64)."""
+    return gaussian.log_density(x) if name == gaussian.NAME else toy2d.log_density(name, x)
+
+
 @dataclass(frozen=True)
 class ToyDataset(Dataset):
     """A toy 2D density with fixed draws for each split (see :mod:`replication.datasets.toy2d`)."""
@@ -65,7 +75,7 @@ class ToyDataset(Dataset):
     @classmethod
     def draw(cls, name: str, sizes: dict[str, int], seed: int) -> ToyDataset:
         seeds = {split: derive_seed(seed, f"{name}/{split}") for split in sizes}
-        splits = {split: toy2d.sample(name, n, seeds[split]) for split, n in sizes.items()}
+        splits = {split: sample(name, n, seeds[split]) for split, n in sizes.items()}
         return cls(name, seeds, splits)
 
     def train_batch(self, batch_size: int, generator: torch.Generator) -> Tensor:

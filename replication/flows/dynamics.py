@@ -232,3 +232,21 @@ class PlanarHyperDynamics(Dynamics):
         w, u, b = self._units_at(t)
         a = torch.tanh(torch.addmm(b, z, w.t()))
         return a @ u, (1 - a * a) @ (u * w).sum(1)
+
+
+class LinearDynamics(Dynamics):
+    """The affine field ``f(t, z) = A z + c``: its flow is known in closed form,
+    ``z(t) = e^{tA} z(0) + A^-1 (e^{tA} - I) c``, and its Jacobian is A everywhere, so it is the
+    reference case of the analytic checks and tests (trace t tr(A), Jacobian term ||A||_F^2)."""
+
+    def __init__(self, matrix: Tensor, shift: Tensor | None = None) -> None:
+        super().__init__(matrix.shape[0])
+        self.matrix = nn.Parameter(matrix.clone())
+        self.shift = nn.Parameter(torch.zeros_like(matrix[0]) if shift is None else shift.clone())
+
+    def forward(self, t: Tensor, z: Tensor) -> Tensor:
+        return z @ self.matrix.T + self.shift
+
+    def forward_with_tangents(self, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        tangents = self.matrix.T.unsqueeze(1).expand(-1, z.shape[0], -1)
+        return self(t, z), tangents
