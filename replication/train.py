@@ -31,6 +31,7 @@ from replication.evaluate import score
 from replication.flows import build
 from replication.flows.base import Flow
 from replication.flows.continuous import SolverFailure, function_evaluations, is_continuous
+from replication.images import SAMPLES_FILE, save_run_samples
 from replication.metrics import assemble
 from replication.progress import Progress
 from replication.typed import ConfigError
@@ -166,7 +167,10 @@ def _mean(values: list[float]) -> float | None:
 
 
 def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -> dict:
-    """Train, evaluate and write ``out_dir/metrics.json`` and ``out_dir/model.pt``."""
+    """Train, evaluate and write ``out_dir/metrics.json`` and ``out_dir/model.pt``.
+
+    Image runs also write ``out_dir/samples.png``, a grid of samples of the final model.
+    """
     # Setup. Seeds and threads first, so everything below is reproducible.
     seed_everything(config.seed)
     if config.threads is not None:
@@ -238,6 +242,8 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
         started = time.perf_counter()
         flow.sample(config.eval.sample_count)
         sample_seconds = time.perf_counter() - started
+        if len(data.shape) == 3:  # image data: a sample grid next to the metrics
+            save_run_samples(flow, out_dir / SAMPLES_FILE, config.seed)
     except SolverFailure as failure:
         history.status += f"; test evaluation failed: {failure}"
     metrics = assemble(config, flow, data, history, test, sample_seconds, device)

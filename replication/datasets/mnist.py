@@ -33,7 +33,7 @@ from replication.typed import ConfigError
 FULL_SIZE = 28
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 
-# sha256 of the raw files (/work/shared/data/README.md; the files torchvision downloads).
+# sha256 of the raw files (../shared/data/README.md; the files torchvision downloads).
 SHA256: dict[str, str] = {
     "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
     "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",

@@ -5,6 +5,7 @@ Importing this package registers every method, so ``build(name, shape)`` sees th
 
 from replication.flows import continuous as _continuous  # noqa: F401  (registers methods)
 from replication.flows import discrete as _discrete  # noqa: F401  (registers methods)
+from replication.flows import images as _images  # noqa: F401  (registers image methods)
 from replication.flows.base import Bijection, Chain, Flow, Penalty
 from replication.flows.registry import build, methods, options, recipe
 

@@ -132,7 +132,10 @@ class _ProbedTrace(Divergence):
         # during training, or the adjoint solve (which runs with gradients enabled).
         differentiable = torch.is_grad_enabled()
         with torch.enable_grad():
-            if not z.requires_grad:
+            # Without gradients (evaluation, the adjoint's forward solve) z may still say
+            # requires_grad: a view made under no_grad of a state that requires grad is not
+            # a node of any graph, so differentiate with respect to a fresh leaf instead.
+            if not (differentiable and z.requires_grad):
                 z = z.detach().requires_grad_(True)
             value = dynamics(t, z)
             (row,) = torch.autograd.grad(value, z, self.probe, create_graph=differentiable)
