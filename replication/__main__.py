@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from replication.checks.cli import add_commands as add_check_commands
+from replication.report.cli import add_commands as add_report_commands
 from replication.typed import ConfigError
 
 EXIT_CONFIG = 2  # bad input: nothing was trained and nothing written
@@ -94,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
         help="override a value in every config",
     )
     bench.set_defaults(handler=_bench)
+    add_report_commands(commands)  # summarize, entropy, density, tables, figures, readme
+    add_check_commands(commands)  # checks closed-form | gaussian | determinism | run | ...
     return parser
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from replication.checks import entropy, maps, ode, trained
+from replication.checks import bits, entropy, maps, ode, trained
 from replication.checks.records import at_least, close
 
 CONFIGS = Path(__file__).parent.parent / "config" / "experiments" / "toy"
@@ -50,6 +50,24 @@ def test_linear_ode_and_penalties():
     assert_all_passed(ode.linear_ode())
 
 
+def test_bits_per_dim_identities():
+    assert_all_passed(bits.bits_per_dim_checks())
+
+
+def test_bits_per_dim_check_catches_a_missing_logit_jacobian(monkeypatch):
+    """Dropping the logit's log-determinant (the classic port bug) must fail the check."""
+    from replication.flows.images.layers import LogitTransform
+
+    forward = LogitTransform.forward
+    monkeypatch.setattr(
+        LogitTransform, "forward", lambda self, x: (forward(self, x)[0], x.new_zeros(x.shape[0]))
+    )
+    failed = [c for c in bits.bits_per_dim_checks() if not c.passed]
+    assert {c.name for c in failed} == {
+        f"bits_per_dim/logit_logistic/alpha={a:g}" for a in bits.ALPHAS
+    }
+
+
 def test_hutchinson_is_unbiased():
     assert_all_passed(ode.hutchinson_unbiased())
 
@@ -68,12 +86,38 @@ def test_toy_entropy_matches_quadrature(name):
 
 @pytest.mark.parametrize("method", ["realnvp", "ffjord"])
 def test_gaussian_data_reaches_the_analytic_entropy(method):
-    assert trained.gaussian_data(method, CONFIGS).passed
+    assert trained.gaussian_data(CONFIGS / f"{method}.yaml").passed
 
 
 def test_gaussian_check_fails_an_undertrained_model():
-    assert not trained.gaussian_data("realnvp", CONFIGS, iterations=5).passed
+    assert not trained.gaussian_data(CONFIGS / "realnvp.yaml", iterations=5).passed
 
 
 def test_determinism():
     assert trained.determinism(CONFIGS / "realnvp.yaml").passed
+
+
+def test_collect_renders_and_verify_fails_on_a_failed_check(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from replication.checks import collect
+
+    good, bad = close("a/ok", "x", 1.0, 1.0, 0.1), close("b/off", "y", 1.0, 2.0, 0.1)
+    collect.write(tmp_path / "one.json", [good], "c0ffee")
+    collect.write(tmp_path / "two.json", [bad], "c0ffee")
+    failures = collect.collect(
+        [tmp_path / "one.json", tmp_path / "two.json"], tmp_path / "checks.json",
+        tmp_path / "checks.md", "smoke",
+    )  # fmt: skip
+    records = json.loads((tmp_path / "checks.json").read_text())
+    assert failures == 1 and [r["name"] for r in records] == ["a/ok", "b/off"]
+    text = (tmp_path / "checks.md").read_text()
+    assert "2 analytic checks, 1 failed" in text and "**FAIL**" in text and "`c0ffee`" in text
+    verify = [sys.executable, "-m", "replication", "checks", "verify"]
+    result = subprocess.run([*verify, str(tmp_path / "checks.json")], capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert result.returncode == 1 and "b/off" in result.stdout
+    ok = subprocess.run([*verify, str(tmp_path / "one.json")], capture_output=True, check=False)
+    assert ok.returncode == 0

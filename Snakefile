@@ -1,0 +1,39 @@
+"""The replication pipeline: train every method of a profile on each of its datasets and
+seeds, collect the metrics, and render the report (tables, figures, README).
+
+    snakemake --cores all                                        # default profile
+    snakemake --cores 2 --configfile config/profiles/smoke.yaml  # smoke test (CI)
+    snakemake render --cores 1                                   # re-render report/ only
+
+Profiles are config files (config/profiles/*.yaml, schema in config/schema/); the rules live in
+rules/*.smk, one file per stage; every rule runs one `python -m replication` command.
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/profiles/default.yaml"
+
+
+validate(config, "config/schema/profile.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/figures.smk"
+include: "rules/report.smk"
+include: "rules/checks.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        SUMMARY,
+        TABLES,
+        FIGURES,
+        README,
+        CHECKS_MD,
+        CHECKS_PASSED,

@@ -1,0 +1,132 @@
+"""One row per run: the numbers of every ``metrics.json`` of a profile, and where they came from.
+
+The summary is the single table every report table is rendered from. It is written with
+pandas so that ``pandas.read_csv`` gives back every number; a value that does not apply to a
+run (bits/dim of a toy density, NFE of a discrete flow) is an empty cell. NFE columns hold the
+end-of-training values (the mean over the last iterations, see :mod:`replication.metrics`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from replication import atomic
+from replication.datasets import toy2d
+from replication.typed import ConfigError
+
+COLUMNS: tuple[str, ...] = (
+    "profile", "family", "dataset", "method", "seed", "status", "budget",
+    "test_nll", "test_nll_se", "test_bpd", "test_bpd_se", "test_count",
+    "nfe_forward", "nfe_backward", "test_nfe",
+    "train_seconds", "seconds_per_iter", "params", "dims", "iterations",
+    "commit", "dirty", "device", "versions", "config_digest", "metrics",
+)  # fmt: skip
+
+
+_TEST_FIELDS = ("test_nll", "test_nll_se", "test_bpd", "test_bpd_se", "test_count")
+
+
+def family_of(dataset: str) -> str:
+    """``toy`` for the toy 2D densities, else the dataset's own name (``mnist``)."""
+    return "toy" if dataset in toy2d.NAMES else dataset
+
+
+def _end(statistics: Mapping | None) -> float | None:
+    """The end-of-training value of an NFE record ``{end, mean}``, or None."""
+    return None if statistics is None else statistics.get("end")
+
+
+def _dims(metrics: Mapping) -> int | None:
+    """Dimensions of one example: the recorded data shape, else 2 for a toy 2D density."""
+    shape = metrics.get("data", {}).get("shape")
+    if shape:
+        return math.prod(shape)
+    return 2 if metrics.get("data", {}).get("kind") == "toy2d" else None
+
+
+def _device(provenance: Mapping) -> str:
+    device = provenance.get("device") or {}
+    kind, name = device.get("type", "unknown"), device.get("name")
+    return f"{kind} ({name})" if name else kind
+
+
+def _versions(provenance: Mapping) -> str:
+    versions = provenance.get("versions") or {}
+    return "; ".join(f"{package} {version}" for package, version in versions.items())
+
+
+def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
+    """The summary row of one run, from its parsed ``metrics.json`` found at ``path``."""
+    timing = metrics.get("timing") or {}
+    provenance = metrics.get("provenance") or {}
+    dataset = metrics["dataset"]
+    return {
+        "profile": profile,
+        "family": family_of(dataset),
+        "dataset": dataset,
+        "method": metrics["method"],
+        "seed": metrics["seed"],
+        "status": metrics["status"],
+        "budget": budget,
+        **{key: metrics.get(key) for key in _TEST_FIELDS},
+        "nfe_forward": _end(metrics.get("nfe_forward")),
+        "nfe_backward": _end(metrics.get("nfe_backward")),
+        "test_nfe": metrics.get("test_nfe"),
+        "train_seconds": timing.get("train_seconds"),
+        "seconds_per_iter": timing.get("seconds_per_iter"),
+        "params": metrics.get("params"),
+        "dims": _dims(metrics),
+        "iterations": metrics.get("iterations"),
+        "commit": provenance.get("commit"),
+        "dirty": provenance.get("dirty"),
+        "device": _device(provenance),
+        "versions": _versions(provenance),
+        "config_digest": metrics.get("config_digest"),
+        "metrics": path,
+    }
+
+
+def summarize(
+    paths: Sequence[str | Path], profile: str, budgets: Mapping[str, str]
+) -> pd.DataFrame:
+    """The summary of the runs whose metrics files are ``paths``, in that order.
+
+    ``budgets`` maps a family (``toy``, ``mnist``) to ``paper`` or ``reduced``, as the profile
+    states it; a run of a family without a budget is an error.
+    """
+    rows = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"metrics file not found: {path}")
+        metrics = json.loads(path.read_text())
+        family = family_of(metrics["dataset"])
+        if family not in budgets:
+            raise ConfigError(f"{path}: no budget given for family {family!r} (--budget)")
+        rows.append(run_row(metrics, path.as_posix(), profile, budgets[family]))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def write(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write the summary as CSV (same rows, same bytes), atomically."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    atomic.write_text(path, buffer.getvalue())
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """Read a summary written by :func:`write`; fails naming the missing columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"summary file not found: {path}")
+    frame = pd.read_csv(path, dtype={"commit": str, "config_digest": str, "metrics": str})
+    missing = [column for column in COLUMNS if column not in frame.columns]
+    if missing:
+        raise ConfigError(f"{path} lacks the summary columns {', '.join(missing)}")
+    return frame

@@ -1,0 +1,92 @@
+# From runs to numbers: figure data per run (toy: log-density on a grid), the
+# toy densities' truth and entropies, and the summary table of every run of the profile.
+
+
+rule density:
+    input:
+        weights=f"{RUN}/model.pt",
+    output:
+        f"{RUN}/density.npz",
+    log:
+        f"{RESULTS}/logs/density/{{dataset}}/{{method}}/seed{{seed}}.log",
+    params:
+        pythonpath=PYTHONPATH,
+        run=folder_of(0),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    wildcard_constraints:
+        dataset=choices(FAMILIES["toy"]["datasets"]),
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication density --run {params.run:q} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
+rule truth:
+    input:
+        code=TOY2D_CODE,
+    output:
+        f"{RESULTS}/truth/{{dataset}}.npz",
+    log:
+        f"{RESULTS}/logs/truth/{{dataset}}.log",
+    params:
+        pythonpath=PYTHONPATH,
+        dataset="{dataset}",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    wildcard_constraints:
+        dataset=choices(FAMILIES["toy"]["datasets"]),
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication density "
+        "--dataset {params.dataset:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule entropy:
+    input:
+        code=ENTROPY_CODE,
+    output:
+        ENTROPY,
+    log:
+        f"{RESULTS}/logs/entropy.log",
+    params:
+        pythonpath=PYTHONPATH,
+        datasets=FAMILIES["toy"]["datasets"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication entropy {params.datasets:q} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
+rule summarize:
+    input:
+        metrics=run_files("toy", "metrics.json") + run_files("mnist", "metrics.json"),
+    output:
+        SUMMARY,
+    log:
+        f"{RESULTS}/logs/summarize.log",
+    params:
+        pythonpath=PYTHONPATH,
+        profile=config["profile"],
+        budgets=[f"--budget={family}={spec['budget']}" for family, spec in FAMILIES.items()],
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication summarize "
+        "--profile {params.profile:q} {params.budgets:q} --out {output:q} {input.metrics:q} "
+        "> {log:q} 2>&1"

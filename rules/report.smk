@@ -1,0 +1,77 @@
+# The report: Markdown tables and the README, rendered from the summary. The last entry,
+# `render`, re-renders the whole report from committed results without any training job.
+
+
+rule tables:
+    input:
+        summary=SUMMARY,
+        entropy=ENTROPY,
+        citations=CITATIONS,
+    output:
+        toy=report(f"{REPORT}/toy.md", caption="captions/toy.rst", category="Tables"),
+        mnist=report(f"{REPORT}/mnist.md", caption="captions/mnist.rst", category="Tables"),
+        status=report(f"{REPORT}/status.md", caption="captions/status.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/tables.log",
+    params:
+        pythonpath=PYTHONPATH,
+        out_dir=folder_of("toy"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication tables "
+        "--summary {input.summary:q} --entropy {input.entropy:q} "
+        "--citations {input.citations:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
+
+rule readme:
+    input:
+        summary=SUMMARY,
+        tables=[*TABLES, CHECKS_MD],
+        figures=FIGURES,
+    output:
+        report(README, caption="captions/readme.rst", category="Report"),
+    log:
+        f"{RESULTS}/logs/readme.log",
+    params:
+        pythonpath=PYTHONPATH,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication readme "
+        "--summary {input.summary:q} --table {input.tables:q} --figure {input.figures:q} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
+# Neither input nor output: snakemake always runs it and never consults the training jobs,
+# so a clone without weights re-renders the committed report (tables, figures, README) as is.
+rule render:
+    log:
+        f"{RESULTS}/logs/render.log",
+    params:
+        pythonpath=PYTHONPATH,
+        summary=SUMMARY,
+        entropy=ENTROPY,
+        citations=CITATIONS,
+        truth=TOY_TRUTH,
+        checks=CHECKS,
+        out_dir=REPORT,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication render "
+        "--summary {params.summary:q} --entropy {params.entropy:q} "
+        "--citations {params.citations:q} --truth {params.truth:q} --checks {params.checks:q} "
+        "--out-dir {params.out_dir:q} > {log:q} 2>&1"

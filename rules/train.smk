@@ -1,0 +1,46 @@
+# Training: one job per run (method x dataset x seed). Each writes metrics.json and model.pt
+# (MNIST runs also their samples.png) into its run folder; a resumable checkpoint.pt lives there too but is not a declared output,
+# so an interrupted job resumes instead of starting over. Toy and MNIST training are two rules
+# of one template, so that a cluster profile can give them different resources.
+
+
+rule train_toy:
+    input:
+        config=lambda wildcards: method_entry(wildcards)["config"],
+    output:
+        metrics=f"{RUN}/metrics.json",
+        weights=f"{RUN}/model.pt",
+    log:
+        f"{RESULTS}/logs/train/{{dataset}}/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{RUN}/benchmark.tsv"
+    params:
+        pythonpath=PYTHONPATH,
+        out=folder_of("metrics"),
+        overrides=train_overrides,
+    threads: lambda wildcards: family_of(wildcards)["threads"]
+    resources:
+        gpu=gpus_per_job(),
+        mem_mb=lambda wildcards: family_of(wildcards)["resources"]["mem_mb"],
+        runtime=lambda wildcards: family_of(wildcards)["resources"]["runtime"],
+    wildcard_constraints:
+        dataset=choices(FAMILIES["toy"]["datasets"]),
+        method=choices(entry["method"] for entry in FAMILIES["toy"]["methods"]),
+        seed=r"\d+",
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication train --config {input.config:q} "
+        "--out {params.out:q} {params.overrides:q} --set=threads={threads} --no-progress "
+        "> {log:q} 2>&1"
+
+
+use rule train_toy as train_mnist with:
+    output:
+        metrics=f"{RUN}/metrics.json",
+        weights=f"{RUN}/model.pt",
+        samples=f"{RUN}/samples.png",
+    wildcard_constraints:
+        dataset="mnist",
+        method=choices(entry["method"] for entry in FAMILIES["mnist"]["methods"]),
+        seed=r"\d+",

@@ -1,0 +1,164 @@
+"""The Snakemake pipeline, checked without running any job: lint, dry runs of every profile
+(and of the SLURM profile), schema validation, profile merging, and the conda environment.
+
+Snakemake runs in a subprocess (its Python API changes between versions) on a temporary copy
+of the workflow, so nothing is written into the repository. The smoke profile's DAG runs end
+to end in CI (.ci/run), not here.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+ROOT = Path(__file__).parent.parent
+PROFILES = {path.stem: path for path in sorted((ROOT / "config" / "profiles").glob("*.yaml"))}
+SCHEMA = ROOT / "config" / "schema" / "profile.schema.yaml"
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory) -> Path:
+    """A copy of the workflow's files (not the results) in a temporary folder."""
+    copy_root = tmp_path_factory.mktemp("workflow")
+    shutil.copy(ROOT / "Snakefile", copy_root)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for folder in ("rules", "config", "envs", "profiles", "replication"):
+        shutil.copytree(ROOT / folder, copy_root / folder, ignore=ignore)
+    return copy_root
+
+
+def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run snakemake; its messages (which go to stdout when captured) end up in ``stdout``."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The dry run's "Job stats" table as {rule: count}."""
+    table = output[output.index("Job stats:") :].split("\n\n")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def expected_trainings(profile: dict, family: str) -> int:
+    spec = profile["families"][family]
+    return len(spec["methods"]) * len(spec["datasets"]) * len(profile["seeds"])
+
+
+def test_lint_passes(workflow):
+    result = snakemake(workflow, "--lint")
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_dry_run_of_every_profile(workflow, name):
+    result = snakemake(workflow, "-n", "--configfile", f"config/profiles/{name}.yaml")
+    assert result.returncode == 0, result.stdout
+    profile, counts = load(PROFILES[name]), job_counts(result.stdout)
+    toy, mnist = expected_trainings(profile, "toy"), expected_trainings(profile, "mnist")
+    assert counts.get("train_toy", 0) == toy and counts.get("density", 0) == toy
+    assert counts.get("train_mnist", 0) == mnist  # each also writes its samples.png
+    assert counts["summarize"] == counts["tables"] == counts["readme"] == 1
+    assert counts.get("toy_figure", 0) == int(toy > 0)
+    assert counts.get("mnist_figure", 0) == int(mnist > 0)
+    assert not (workflow / profile["results"]).exists()  # a dry run writes nothing
+
+
+def test_dry_run_of_the_slurm_profile(workflow):
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="the `test` extra installs it")
+    result = snakemake(
+        workflow, "-n", "--profile", "profiles/slurm", "--configfile", "config/profiles/paper.yaml"
+    )
+    assert result.returncode == 0, result.stdout
+    assert job_counts(result.stdout)["train_mnist"] == expected_trainings(
+        load(PROFILES["paper"]), "mnist"
+    )
+
+
+def test_render_target_does_not_depend_on_training(workflow):
+    result = snakemake(workflow, "-n", "render")
+    assert result.returncode == 0, result.stdout
+    assert job_counts(result.stdout) == {"render": 1, "total": 1}
+
+
+@pytest.mark.parametrize(
+    ("profile_text", "message"),
+    [
+        ("device: gpu\n", "'gpu' does not match"),
+        ("seed: 3\n", "Additional properties are not allowed ('seed' was unexpected)"),
+        ("families: {toy: {budget: huge}}\n", "'huge' is not one of ['paper', 'reduced']"),
+    ],
+)
+def test_schema_rejects_a_bad_profile_with_a_clear_message(workflow, profile_text, message):
+    (workflow / "bad.yaml").write_text(profile_text)
+    result = snakemake(workflow, "-n", "--configfile", "bad.yaml")
+    assert result.returncode != 0
+    assert "Error validating config file" in result.stdout
+    assert message in result.stdout
+
+
+def test_a_missing_experiment_config_is_named(workflow):
+    profile = load(PROFILES["smoke"])
+    profile["families"]["toy"]["methods"][0]["config"] = "config/experiments/toy/nope.yaml"
+    (workflow / "missing.yaml").write_text(yaml.safe_dump(profile))
+    result = snakemake(workflow, "-n", "--configfile", "missing.yaml")
+    assert result.returncode != 0
+    assert "names the experiment config config/experiments/toy/nope.yaml" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_each_profile_states_every_key_so_merging_changes_nothing(name):
+    """--configfile merges a profile into the default one (mappings key by key, lists
+    replaced): a profile that sets every key the schema requires inherits nothing."""
+    schema, profile = load(SCHEMA), load(PROFILES[name])
+    jsonschema.Draft202012Validator(schema).validate(profile)
+    merged = copy.deepcopy(load(PROFILES["default"]))
+    update_config(merged, profile)
+    assert merged == profile
+
+
+def test_profiles_report_to_their_own_places():
+    places = {name: (load(p)["results"], load(p)["report"]) for name, p in PROFILES.items()}
+    assert places["default"] == ("results/default", "report")
+    assert places["smoke"] == ("results/smoke", "results/smoke/report")
+    assert places["paper"] == ("results/paper", "report/paper")
+    assert load(PROFILES["paper"])["seeds"] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_a_paper_budget_is_not_shrunk_by_overrides(name):
+    """Only paper-budget runs get a pass/fail verdict: their configs must run unchanged."""
+    for family, spec in load(PROFILES[name])["families"].items():
+        if spec["budget"] == "paper":
+            assert spec["overrides"] == [], family
+            assert all(not entry.get("overrides") for entry in spec["methods"]), family
+
+
+def test_conda_environment_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    environment = load(ROOT / "envs" / "replication.yaml")
+    conda = [d for d in environment["dependencies"] if isinstance(d, str)]
+    (pip,) = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict)]
+    assert f"python{project['requires-python']}" in conda
+    normalize = lambda spec: spec.replace(" ", "")
+    assert sorted(map(normalize, pip)) == sorted(map(normalize, project["dependencies"]))

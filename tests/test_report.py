@@ -1,0 +1,256 @@
+"""The report: summary CSV, tables (golden files), verdicts, figure data and figures.
+
+Fixtures in tests/data/ are a small fake profile's metrics files. The golden tables in
+tests/data/golden/ fail these tests whenever the rendering changes; after an intended change,
+regenerate them with ``UPDATE_GOLDEN=1 pytest tests/test_report.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from replication.__main__ import main
+from replication.report import TOLERANCE_BPD, citations, density, entropy, figures, readme, tables
+from replication.report import summary as summary_module
+from replication.report.render import render_report
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+CITATIONS = Path(__file__).parent.parent / "config" / "citations.yaml"
+BUDGETS = {"toy": "reduced", "mnist": "paper"}
+
+REQUIRED_COLUMNS = (
+    "profile", "dataset", "method", "seed", "status", "test_nll", "test_nll_se", "test_bpd",
+    "test_bpd_se", "nfe_forward", "nfe_backward", "test_nfe", "train_seconds",
+    "seconds_per_iter", "params", "commit", "device",
+)  # fmt: skip
+
+
+@pytest.fixture
+def in_data(monkeypatch):
+    """Run from tests/data, so metrics paths in the summary are short and relative."""
+    monkeypatch.chdir(DATA)
+
+
+@pytest.fixture
+def frame(in_data) -> pd.DataFrame:
+    paths = sorted(Path("results").glob("*/*/seed*/metrics.json"))
+    return summary_module.summarize(paths, "fixture", BUDGETS)
+
+
+@pytest.fixture
+def summary_csv(frame, tmp_path) -> Path:
+    path = tmp_path / "summary.csv"
+    summary_module.write(frame, path)
+    return path
+
+
+def test_summary_has_every_column_and_pandas_reads_every_number(summary_csv):
+    loaded = pd.read_csv(summary_csv)
+    assert set(REQUIRED_COLUMNS) <= set(loaded.columns)
+    assert len(loaded) == 11
+    for column in ("test_nll", "test_bpd", "nfe_forward", "nfe_backward", "test_nfe",
+                   "train_seconds", "seconds_per_iter", "params", "seed"):  # fmt: skip
+        assert pd.api.types.is_numeric_dtype(loaded[column]), column
+    toy = loaded[loaded["dataset"] == "8gaussians"]
+    assert toy["test_bpd"].isna().all()  # does not apply: an empty cell
+    realnvp = loaded[loaded["method"] == "realnvp"]
+    assert realnvp["nfe_forward"].isna().all()  # discrete flow: no NFE
+    ffjord = loaded[(loaded["method"] == "ffjord") & (loaded["dataset"] == "8gaussians")]
+    assert ffjord["nfe_forward"].tolist() == [20.0, 20.0]  # the end-of-training value
+
+
+def test_summary_round_trips_and_keeps_provenance(summary_csv, frame):
+    loaded = summary_module.read(summary_csv)
+    assert loaded["commit"].iloc[0] == "0123456789abcdef0123456789abcdef01234567"
+    assert loaded["device"].iloc[0] == "cpu (x86_64)"
+    assert loaded["metrics"].iloc[0].startswith("results/")
+    assert loaded["test_nll"].tolist() == pytest.approx(frame["test_nll"].tolist(), nan_ok=True)
+
+
+def test_summary_writes_identical_bytes(frame, tmp_path):
+    summary_module.write(frame, tmp_path / "a.csv")
+    summary_module.write(frame, tmp_path / "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def _check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.is_file(), f"missing golden file {path}: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{name} changed: if intended, regenerate (see docstring)"
+
+
+def test_tables_match_the_golden_files(frame, tmp_path):
+    written = tables.write_tables(
+        frame, entropy.read("toy_entropy.json"), citations.load(CITATIONS, "mnist"), tmp_path
+    )
+    assert [path.name for path in written] == ["toy.md", "mnist.md", "status.md"]
+    for path in written:
+        _check_golden(path.name, path.read_text())
+
+
+def test_toy_table_shows_entropy_gap_and_partial_seeds(frame):
+    text = tables.toy_table(frame, entropy.read("toy_entropy.json"))
+    assert "2.960 ± 0.014 (+0.128)" in text  # realnvp on 8gaussians: mean ± std (gap)
+    assert "3.600 (+0.134) [1/2 seeds]" in text  # one ffjord run failed
+    assert "`0123456789ab`" in text and "2 seeds (0, 1)" in text
+
+
+def test_status_table_lists_the_failed_run_with_its_reason(frame):
+    text = tables.status_table(frame)
+    assert "1 of 11 runs did not finish" in text
+    assert "solver failure at iteration 812" in text
+    ok = frame[frame["status"] == "ok"]
+    assert "All 10 runs finished" in tables.status_table(ok)
+
+
+@pytest.mark.parametrize(
+    ("ours", "published", "budget", "dims", "expected"),
+    [
+        (4.371, 4.36, "paper", 784, ("+0.011", "reproduced")),
+        (1.021, 0.99, "paper", 784, ("+0.031", "not reproduced")),
+        (0.95, 0.99, "paper", 784, ("-0.040", "better than published")),
+        (1.10, None, "paper", 784, ("–", "no published number")),
+        (1.30, 1.05, "reduced", 196, ("–", tables.REDUCED)),
+        (1.30, 1.05, "paper", 196, ("–", "not comparable: D = 196, published D = 784")),
+        (math.nan, 1.05, "paper", 784, ("–", "no finished run")),
+    ],
+)
+def test_verdicts(ours, published, budget, dims, expected):
+    assert tables.verdict(ours, published, budget, dims, TOLERANCE_BPD) == expected
+
+
+def test_reduced_budget_runs_get_no_verdict(frame):
+    reduced = frame.assign(budget="reduced")
+    text = tables.mnist_table(reduced, citations.load(CITATIONS, "mnist"), TOLERANCE_BPD)
+    assert text.count(tables.REDUCED) == 3 + 1  # every row, and the caption
+    assert "not reproduced" not in text.split("\n\n", 3)[-1]
+
+
+def test_citations_hold_the_published_numbers():
+    cited = citations.load(CITATIONS, "mnist").methods
+    assert {m: c.value for m, c in cited.items()} == {
+        "nice": 4.36, "realnvp": 1.06, "glow": 1.05, "cnf": None, "ffjord": 0.99, "rnode": 0.97
+    }  # fmt: skip
+    assert all(c.source for c in cited.values())
+
+
+def test_density_files_are_deterministic_and_round_trip(tmp_path):
+    grid = np.linspace(-5, 0, density.POINTS**2).reshape(density.POINTS, density.POINTS)
+    density.save(tmp_path / "a.npz", grid)
+    density.save(tmp_path / "b.npz", grid)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    loaded, extent = density.load(tmp_path / "a.npz")
+    assert extent == (-density.BOUND, density.BOUND, -density.BOUND, density.BOUND)
+    assert np.allclose(loaded, grid, atol=5e-3)
+
+
+def test_true_density_grid_integrates_to_one():
+    values = np.exp(density.true_log_density("8gaussians"))
+    cell = (2 * density.BOUND / (density.POINTS - 1)) ** 2
+    assert values.sum() * cell == pytest.approx(1.0, abs=0.01)
+
+
+def _fake_run_files(frame: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """Density grids and sample images for every run of ``frame``, under ``root``."""
+    from matplotlib.image import imsave
+
+    frame = frame.copy()
+    frame["metrics"] = [str(root / path) for path in frame["metrics"]]
+    for run in frame.itertuples():
+        folder = Path(run.metrics).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        if run.family == "toy":
+            density.save(folder / figures.DENSITY_FILE, -np.ones((density.POINTS,) * 2))
+        else:
+            imsave(folder / figures.SAMPLES_FILE, np.zeros((8, 8)), cmap="gray")
+    truth = []
+    for name in ("8gaussians", "checkerboard"):
+        truth.append(root / f"{name}.npz")
+        density.save(truth[-1], -np.ones((density.POINTS,) * 2))
+    return frame, truth
+
+
+def test_render_writes_every_file_and_is_deterministic(frame, tmp_path):
+    frame, truth = _fake_run_files(frame, tmp_path / "runs")
+    summary_path = tmp_path / "summary.csv"
+    summary_module.write(frame, summary_path)
+    paths = {}
+    for name in ("first", "second"):
+        written = render_report(
+            summary_path, "toy_entropy.json", CITATIONS, truth, tmp_path / name, TOLERANCE_BPD
+        )
+        paths[name] = {p.relative_to(tmp_path / name).as_posix(): p.read_bytes() for p in written}
+    assert sorted(paths["first"]) == [
+        "README.md", "figures/mnist_samples.png", "figures/toy_densities.png",
+        "mnist.md", "status.md", "toy.md",
+    ]  # fmt: skip
+    assert paths["first"] == paths["second"]
+    text = paths["first"]["README.md"].decode()
+    for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(figures/toy_densities.png)",
+                 "(figures/mnist_samples.png)", "(../summary.csv)"):  # fmt: skip
+        assert link in text
+
+
+def test_readme_traces_a_number_to_its_run(frame, tmp_path):
+    text = readme.render(frame, tmp_path / "README.md", tmp_path / "summary.csv", [], [])
+    assert "results/8gaussians/ffjord/seed0/metrics.json" in text
+    assert "config digest `digest-8gaussians-ffjord-0`" in text
+    assert "torch 2.14.1" in text and "cpu (x86_64)" in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["summarize", "entropy", "density", "samples", "tables", "figures", "readme", "render"],
+)
+def test_every_report_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main([command, "--help"])
+    assert exit_code.value.code == 0
+    assert "usage: python -m replication " + command in capsys.readouterr().out
+
+
+def test_density_command_needs_exactly_one_source(tmp_path, capsys):
+    assert main(["density", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "exactly one of --run DIR and --dataset NAME" in capsys.readouterr().err
+
+
+def test_summarize_command_rejects_a_bad_budget(in_data, tmp_path, capsys):
+    metrics = "results/mnist/nice/seed0/metrics.json"
+    args = ["summarize", metrics, "--profile", "x", "--budget", "mnist=huge", "--out", "s.csv"]
+    assert main(args) == 2
+    assert "expected FAMILY=paper or FAMILY=reduced" in capsys.readouterr().err
+
+
+def test_density_of_a_trained_run_matches_its_log_prob(tmp_path):
+    import torch
+
+    from replication import config, train
+
+    experiment = config.parse(
+        {
+            "model": {"method": "realnvp", "couplings": 2, "hidden": [16]},
+            "data": {"train_size": 500, "val_size": 200, "test_size": 200},
+            "train": {"iterations": 20, "batch_size": 64, "eval_every": 20},
+            "eval": {"sample_count": 10},
+        }
+    )
+    train.run(experiment, tmp_path, progress=False)
+    out = density.write_run_density(tmp_path)
+    assert out == tmp_path / "density.npz"
+    values, _ = density.load(out)
+    assert values.shape == (density.POINTS, density.POINTS) and np.isfinite(values).all()
+    flow = density.load_flow(tmp_path)
+    corner = density.grid()[:1].to(torch.float32)  # (-4, -4): row 0, column 0
+    with torch.no_grad():
+        expected = flow.log_prob(corner).item()
+    assert values[0, 0] == pytest.approx(expected, abs=0.05)
