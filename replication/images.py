@@ -41,9 +41,7 @@ def save_sample_grid(
     atomic.write_with(path, lambda file: save_image(images, file, format="png", nrow=rows))
 
 
-def save_run_samples(
-    flow: Flow, path: str | Path, seed: int, count: int = SAMPLE_COUNT
-) -> None:
+def save_run_samples(flow: Flow, path: str | Path, seed: int, count: int = SAMPLE_COUNT) -> None:
     """The run's sample grid: ``count`` samples drawn with a generator seeded from ``seed``.
 
     Training writes it next to the metrics and ``python -m replication samples`` redraws it from

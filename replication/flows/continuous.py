@@ -263,11 +263,7 @@ def _concat_squash(options: FFJORDOptions) -> Callable[[int], Dynamics]:
     return make_net
 
 
+@register("rnode", "vector", RNODEOptions)  # the same model; RNODEOptions turn on the penalties
 @register("ffjord", "vector", FFJORDOptions)
 def build_ffjord(data_shape: DataShape, options: FFJORDOptions) -> Flow:
-    return _continuous_flow(data_shape, options, _concat_squash(options))
-
-
-@register("rnode", "vector", RNODEOptions)
-def build_rnode(data_shape: DataShape, options: RNODEOptions) -> Flow:
     return _continuous_flow(data_shape, options, _concat_squash(options))

@@ -231,11 +231,7 @@ def _conv_dynamics(options: FFJORDImageOptions) -> Callable[[ImageShape], Dynami
     return make
 
 
+@register("rnode", "image", RNODEImageOptions)  # the same model; RNODE options add penalties
 @register("ffjord", "image", FFJORDImageOptions)
 def build_ffjord_image(data_shape: DataShape, options: FFJORDImageOptions) -> Flow:
-    return odenvp(data_shape, options, _conv_dynamics(options))
-
-
-@register("rnode", "image", RNODEImageOptions)
-def build_rnode_image(data_shape: DataShape, options: RNODEImageOptions) -> Flow:
     return odenvp(data_shape, options, _conv_dynamics(options))
