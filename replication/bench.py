@@ -25,6 +25,7 @@ from replication import atomic, config, provenance
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
 from replication.train import build_flow, seed_everything, train_step
+from replication.typed import ConfigError
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class BenchSettings:
     iterations: int = 20
     repeats: int = 5
     warmup: int = 5
+
+    def __post_init__(self) -> None:
+        bounds = {"iterations": 1, "repeats": 1, "warmup": 0}
+        for name, least in bounds.items():
+            if getattr(self, name) < least:
+                raise ConfigError(f"bench {name} must be >= {least}, got {getattr(self, name)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"bench batch size must be >= 1 (or 0 for each config's own), "
+                              f"got {self.batch_size}")  # fmt: skip
 
 
 def _spread(values: list[float]) -> dict:
@@ -70,7 +80,8 @@ def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = 
     flow = build_flow(experiment, data.shape).train()
     optimizer = torch.optim.Adam(flow.parameters(), lr=experiment.train.lr)
     generator = torch.Generator().manual_seed(derive_seed(experiment.seed, "batches"))
-    _measure_block(flow, optimizer, data, experiment, generator, settings.warmup)
+    if settings.warmup:
+        _measure_block(flow, optimizer, data, experiment, generator, settings.warmup)
     blocks = [
         _measure_block(flow, optimizer, data, experiment, generator, settings.iterations)
         for _ in range(settings.repeats)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from replication import bench
+from replication.typed import ConfigError
 
 CONFIGS = Path(__file__).parent.parent / "config" / "experiments" / "toy"
 
@@ -22,3 +25,14 @@ def test_bench_writes_json_and_markdown(tmp_path):
     assert continuous["iteration_ms_per_evaluation"] > 0 and record["provenance"]["commit"]
     table = (tmp_path / "bench.md").read_text()
     assert "| realnvp" in table and "one thread" in table
+
+
+def test_no_warmup_is_allowed_and_bad_settings_are_config_errors(tmp_path):
+    settings = bench.BenchSettings(batch_size=16, iterations=1, repeats=1, warmup=0)
+    (result,) = bench.run([CONFIGS / "nice.yaml"], settings, tmp_path)
+    assert result["iteration_ms"]["median"] > 0
+    for bad, message in (({"repeats": 0}, "repeats must be >= 1"),
+                         ({"warmup": -1}, "warmup must be >= 0"),
+                         ({"batch_size": -5}, "batch size must be >= 1")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            bench.BenchSettings(**bad)
