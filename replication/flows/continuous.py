@@ -219,7 +219,7 @@ def _continuous_flow(
     data_shape: DataShape, options: ContinuousOptions, make_net: Callable[[int], Dynamics]
 ) -> Flow:
     """``options.blocks`` blocks of ``make_net(D)`` sharing one counter, chained if several."""
-    _check(options)
+    check_options(options)
     (dim,) = data_shape
     counter = NFECounter()
     train = Integration(options.train_solver, _estimator(options.divergence, options))
@@ -235,7 +235,8 @@ def _continuous_flow(
     return Flow(blocks[0] if len(blocks) == 1 else Chain(*blocks), StandardNormal((dim,)))
 
 
-def _check(options: ContinuousOptions) -> None:
+def check_options(options: ContinuousOptions) -> None:
+    """The option bounds every ODE flow shares (vector and image); ConfigError on the first."""
     problems = {
         "blocks must be at least 1": options.blocks < 1,
         "end_time must be positive": options.end_time <= 0,

@@ -46,6 +46,7 @@ from replication.flows.continuous import (
     Integration,
     NFECounter,
     SolverOptions,
+    check_options,
 )
 from replication.flows.dynamics import ACTIVATIONS, Dynamics, PlanarHyperDynamics
 from replication.flows.images.layers import (
@@ -164,16 +165,10 @@ def _estimator(name: str, probe: str) -> TraceEstimator:
     return ExactTrace() if name == "exact" else Hutchinson(PROBES[probe])
 
 
-def _check(options: ContinuousOptions, scales: int, blocks: int) -> None:
-    problems = {
-        "scales and blocks must be at least 1": min(scales, blocks) < 1,
-        "end_time must be positive": options.end_time <= 0,
-        "penalty weights must be >= 0": min(options.kinetic_weight, options.jacobian_weight) < 0,
-        "max_nfe must be at least 1": options.max_nfe < 1,
-    }
-    for problem, found in problems.items():
-        if found:
-            raise ConfigError(problem)
+def _check(options: ContinuousOptions, scales: int) -> None:
+    if scales < 1:
+        raise ConfigError("scales must be at least 1")
+    check_options(options)  # blocks, end time, penalty weights, NFE ceiling
 
 
 def odenvp(
@@ -182,7 +177,7 @@ def odenvp(
     make_dynamics: Callable[[ImageShape], Dynamics],
 ) -> Flow:
     """The multi-scale continuous flow with ``make_dynamics(shape)`` in every block."""
-    _check(options, options.scales, options.blocks)
+    _check(options, options.scales)
     shape = check_image_shape(tuple(data_shape), options.scales - 1)
     counter = NFECounter()
     probe = getattr(options, "probe", "gaussian")
