@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from replication import atomic
 from replication.datasets.splits import derive_seed
@@ -36,6 +35,10 @@ def save_sample_grid(
         flow.train(was_training)
     if samples.dim() != 4:
         raise ValueError(f"expected image samples [N, C, H, W], got shape {tuple(samples.shape)}")
+    # Imported here: torchvision's import costs ~2 s (it loads torch's compiler stack), paid
+    # otherwise by every pipeline job that imports the training code, image or not.
+    from torchvision.utils import save_image
+
     images = samples.detach().float().cpu().clamp(0, 1)
     rows = math.ceil(math.sqrt(count))
     atomic.write_with(path, lambda file: save_image(images, file, format="png", nrow=rows))
