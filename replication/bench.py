@@ -24,7 +24,7 @@ from tabulate import tabulate
 from replication import atomic, config, provenance
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
-from replication.train import build_flow, seed_everything, train_step
+from replication.train import build_flow, make_optimizer, seed_everything, train_step
 from replication.typed import ConfigError
 
 
@@ -78,7 +78,7 @@ def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = 
     seed_everything(experiment.seed)
     data = load_dataset(experiment.data, experiment.seed)
     flow = build_flow(experiment, data.shape).train()
-    optimizer = torch.optim.Adam(flow.parameters(), lr=experiment.train.lr)
+    optimizer = make_optimizer(flow, experiment, torch.device("cpu"))
     generator = torch.Generator().manual_seed(derive_seed(experiment.seed, "batches"))
     if settings.warmup:
         _measure_block(flow, optimizer, data, experiment, generator, settings.warmup)

@@ -39,6 +39,7 @@ from replication.typed import ConfigError
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.pt"
 METRICS = "metrics.json"
+FUSED_ADAM_DEVICES = ("cpu", "cuda")  # devices with a fused Adam kernel in torch >= 2.4
 
 
 @dataclass
@@ -98,6 +99,20 @@ def learning_rate_factor(config: ExperimentConfig, iteration: int) -> float:
     if train.lr_decay == "cosine":
         factor *= 0.5 * (1 + math.cos(math.pi * iteration / train.iterations))
     return factor
+
+
+def make_optimizer(flow: Flow, config: ExperimentConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam with the config's learning rate and weight decay, as training and the benchmark
+    use it."""
+    return torch.optim.Adam(
+        flow.parameters(),
+        lr=config.train.lr,
+        weight_decay=config.train.weight_decay,
+        # One fused kernel for all parameters instead of a Python loop over them: the 2D
+        # flows have ~100 small tensors, and the loop cost a third of each step (RealNVP toy:
+        # 18.6 -> 10.7 ms per iteration on one CPU thread). Same update rule, deterministic.
+        fused=device.type in FUSED_ADAM_DEVICES,
+    )
 
 
 def train_step(
@@ -185,9 +200,7 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
     # Data, model, optimiser.
     data = load_dataset(config.data, config.seed)
     flow = build_flow(config, data.shape).to(device).train()
-    optimizer = torch.optim.Adam(
-        flow.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
-    )
+    optimizer = make_optimizer(flow, config, device)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: learning_rate_factor(config, it)
     )
