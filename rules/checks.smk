@@ -13,7 +13,10 @@ CHECK_FILES = [
 ] + ([ENTROPY] if FAMILIES["toy"]["datasets"] else [])
 
 
+# The checks that need no trained run start early (after the MNIST jobs, priority 10): left to
+# the end, the longest of them ran alone while the other core idled.
 rule checks_closed_form:
+    priority: 5
     output:
         f"{RESULTS}/checks/closed_form.json",
     log:
@@ -32,6 +35,7 @@ rule checks_closed_form:
 
 
 rule checks_gaussian:
+    priority: 5
     input:
         config=lambda wildcards: TOY_CONFIGS[wildcards.method],
     output:
@@ -54,6 +58,7 @@ rule checks_gaussian:
 
 
 rule checks_determinism:
+    priority: 5
     input:
         config=DETERMINISM_CONFIG,
     output:
