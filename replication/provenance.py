@@ -12,9 +12,15 @@ import torch
 _PACKAGES = ("torch", "torchdiffeq", "torchvision", "numpy")
 
 
-def git_commit() -> dict:
-    """The commit of the checkout this package runs from, and whether it had local changes."""
-    root = Path(__file__).resolve().parent.parent
+# The pipeline's outputs, some of them committed (the default profile's metrics and report):
+# a run rewrites them, so they say nothing about whether the code differs from the commit.
+OUTPUT_FOLDERS = ("results", "report")
+
+
+def git_commit(root: Path | None = None) -> dict:
+    """The commit of the checkout this package runs from (or of ``root``), and whether its
+    tracked files outside :data:`OUTPUT_FOLDERS` had local changes."""
+    root = root or Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str | None:
         try:
@@ -26,7 +32,12 @@ def git_commit() -> dict:
         return result.stdout.strip() if result.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    outputs = [f":(exclude,top){folder}" for folder in OUTPUT_FOLDERS]
+    status = (
+        git("status", "--porcelain", "--untracked-files=no", "--", ":/", *outputs)
+        if commit
+        else None
+    )
     return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
 
 
