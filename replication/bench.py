@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from replication import atomic, config, provenance
+from replication import atomic, config, precision, provenance
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
 from replication.train import build_flow, make_optimizer, seed_everything, train_step
@@ -75,6 +75,7 @@ def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = 
     # The data only feeds minibatches here: a small training split is drawn quickly.
     experiment = config.load(path, ("data.train_size=10000", "threads=1", *extra, *overrides))
     torch.set_num_threads(1)
+    precision.apply(experiment.precision)
     seed_everything(experiment.seed)
     data = load_dataset(experiment.data, experiment.seed)
     flow = build_flow(experiment, data.shape).train()

@@ -1,7 +1,7 @@
 """Experiment configuration: a small YAML file of what differs from the defaults, parsed into
 frozen dataclasses and validated before any work starts.
 
-A config has five sections besides ``seed``, ``device`` and ``threads``::
+A config has five sections besides ``seed``, ``device``, ``threads`` and ``precision``::
 
     seed: 0
     data:  {name: 8gaussians}                 # DataConfig
@@ -27,6 +27,7 @@ import yaml
 from replication.datasets import gaussian, toy2d
 from replication.datasets.mnist import MnistOptions
 from replication.flows import options as method_options
+from replication.precision import Precision
 from replication.typed import ConfigError, choice_error, from_mapping, to_mapping
 
 # FFJORD's eight toy densities, the analytic checks' Gaussian, and MNIST.
@@ -96,6 +97,9 @@ class RunSettings:
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
     threads: int | None = 1  # torch intra-op threads; None keeps torch's default
+    # float32: IEEE float32 everywhere; tf32: TensorFloat-32 allowed in CUDA matmuls and
+    # convolutions (faster on Ampere-or-newer GPUs, ~1e-3 relative error). See precision.py.
+    precision: Precision = "float32"
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from replication import precision
+
 _PACKAGES = ("torch", "torchdiffeq", "torchvision", "numpy")
 
 
@@ -76,6 +78,7 @@ def record(device: torch.device) -> dict:
     return {
         **git_commit(),
         "device": describe_device(device),
+        "precision": precision.record(device),
         "versions": versions(),
         "platform": platform.platform(),
         "threads": torch.get_num_threads(),

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from replication import atomic, provenance
+from replication import atomic, generators, precision, provenance
 from replication.config import ExperimentConfig
 from replication.config import parse as parse_config
 from replication.datasets import load as load_dataset
@@ -191,6 +191,7 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = provenance.resolve_device(config.device)
+    precision.apply(config.precision)  # never the backends' defaults: see precision.py
     if device.type == "cuda":
         # Seeding alone is not deterministic on CUDA; on the CPU the kernels used here are, and
         # the switch would cost every run seconds of start-up (it imports torch._dynamo).
@@ -285,12 +286,7 @@ def save_checkpoint(
             "schedule": schedule.state_dict(),
             "best_state": best_state,
             "history": vars(history),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                "batches": batches.get_state(),
-            },
+            "rng": generators.capture(batches),
         },
     )
 
@@ -313,10 +309,7 @@ def resume(
     flow.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
-    random.setstate(state["rng"]["python"])
-    np.random.set_state(state["rng"]["numpy"])
-    torch.set_rng_state(state["rng"]["torch"])
-    batches.set_state(state["rng"]["batches"])
+    generators.restore(state["rng"], batches)
     history = History(**state["history"])
     print(f"resuming from {path} at iteration {history.iteration}", file=sys.stderr)
     return history, state["best_state"]

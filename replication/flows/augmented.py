@@ -92,14 +92,18 @@ class ExactTrace(TraceEstimator, Divergence):
         return value, trace, tangents.square().sum((0, 2))
 
 
+# Probes are drawn by torch's CPU generator and then moved to z's device: a run draws the same
+# probes on every device (so a GPU run can be checked against a CPU run with the same seed, and
+# resumes exactly from the CPU generator's state), and on the CPU the numbers are those of
+# drawing in place. Copying one probe per solve to a GPU costs far less than the solve.
 def gaussian_probe(z: Tensor) -> Tensor:
     """e ~ N(0, I), shaped like z."""
-    return torch.randn_like(z)
+    return torch.randn(z.shape, dtype=z.dtype).to(z.device)
 
 
 def rademacher_probe(z: Tensor) -> Tensor:
     """e uniform on {-1, +1}^D, shaped like z: the lower-variance Hutchinson probe."""
-    return torch.empty_like(z).bernoulli_(0.5).mul_(2).sub_(1)
+    return torch.empty(z.shape, dtype=z.dtype).bernoulli_(0.5).mul_(2).sub_(1).to(z.device)
 
 
 PROBES: dict[str, Callable[[Tensor], Tensor]] = {
