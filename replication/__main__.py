@@ -15,8 +15,9 @@ EXIT_CONFIG = 2  # bad input: nothing was trained and nothing written
 
 
 def _train(args: argparse.Namespace) -> int:
-    from replication import config, train
+    from replication import config, gpu_slots, train
 
+    gpu_slots.claim(args.gpus)  # before anything starts CUDA, which reads the choice once
     experiment = config.load(args.config, tuple(args.set))
     metrics = train.run(experiment, Path(args.out), progress=args.progress)
     print(
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.lr=1e-3 --set data.name=moons "
         "(repeatable; VALUE is read as YAML)",
+    )
+    train.add_argument(
+        "--gpus",
+        type=int,
+        default=0,
+        metavar="K",
+        help="claim K GPUs no other job of this machine holds, and use only those (the pipeline "
+        "passes its job's gpu resource; default 0: CUDA_VISIBLE_DEVICES left as it is)",
     )
     train.add_argument(
         "--progress",

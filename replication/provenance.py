@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -69,7 +70,12 @@ def resolve_device(requested: str) -> torch.device:
 def describe_device(device: torch.device) -> dict:
     """The device a run used, with the GPU's name or the CPU's architecture."""
     if device.type == "cuda":
-        return {"type": "cuda", "name": torch.cuda.get_device_name(device)}
+        return {
+            "type": "cuda",
+            "name": torch.cuda.get_device_name(device),
+            "capability": ".".join(map(str, torch.cuda.get_device_capability(device))),
+            "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the job's GPU slot
+        }
     return {"type": device.type, "name": platform.processor() or platform.machine()}
 
 

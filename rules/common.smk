@@ -87,14 +87,15 @@ def train_overrides(wildcards):
         *method_entry(wildcards).get("overrides", []),
         f"data.name={wildcards.dataset}",
         f"seed={wildcards.seed}",
-        f"device={config['device']}",
+        f"device={family['device']}",
     ]
     return [f"--set={assignment}" for assignment in assignments]
 
 
-def gpus_per_job():
-    """1 when training runs on CUDA: device cuda[:N], or auto where nvidia-smi is installed."""
-    device = config["device"]
+def gpus_per_job(wildcards):
+    """1 when the run's family trains on CUDA: device cuda[:N], or auto where nvidia-smi is
+    installed; 0 otherwise (toy families run on the CPU in every shipped profile)."""
+    device = family_of(wildcards)["device"]
     if device == "auto":
         return int(shutil.which("nvidia-smi") is not None)
     return int(device.startswith("cuda"))

@@ -20,7 +20,7 @@ rule train_toy:
         overrides=train_overrides,
     threads: lambda wildcards: family_of(wildcards)["threads"]
     resources:
-        gpu=gpus_per_job(),
+        gpu=gpus_per_job,
         mem_mb=lambda wildcards: family_of(wildcards)["resources"]["mem_mb"],
         runtime=lambda wildcards: family_of(wildcards)["resources"]["runtime"],
     wildcard_constraints:
@@ -31,7 +31,8 @@ rule train_toy:
         "../envs/replication.yaml"
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication train --config {input.config:q} "
-        "--out {params.out:q} {params.overrides:q} --set=threads={threads} --no-progress "
+        "--out {params.out:q} {params.overrides:q} --set=threads={threads} --gpus={resources.gpu} "
+        "--no-progress "
         "> {log:q} 2>&1"
 
 

@@ -1,7 +1,8 @@
 """The identities every registered method must satisfy, checked on vector data (D = 2).
 
 Sizes are tiny and arithmetic is float64 so the comparisons can be tight. Continuous methods use
-tight solver tolerances here so that solver error does not hide a log-determinant bug.
+tight solver tolerances here so that solver error does not hide a log-determinant bug. The tests
+are device-agnostic: ``python -m replication gpu-check`` runs them on every device at hand.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 
 from replication.flows import build, methods
 
+pytestmark = pytest.mark.device
+
 SOLVER = {"method": "dopri5", "atol": 1e-8, "rtol": 1e-8}
 TINY = {
     "nice": {"couplings": 4, "hidden": (8,)},
@@ -25,13 +28,13 @@ TINY = {
 }
 
 
-def make(method: str, perturb: float = 0.0) -> torch.nn.Module:
-    """A float64 flow with data-dependent initialisation done and optionally perturbed weights
-    (zero-initialised layers would otherwise hide disconnected parameters)."""
-    flow = build(method, (2,), **TINY.get(method, {})).double()
+def make(method: str, device: torch.device, perturb: float = 0.0) -> torch.nn.Module:
+    """A float64 flow on ``device`` with data-dependent initialisation done and optionally
+    perturbed weights (zero-initialised layers would otherwise hide disconnected parameters)."""
+    flow = build(method, (2,), **TINY.get(method, {})).double().to(device)
     flow.train()
     with torch.no_grad():
-        flow.log_prob(torch.randn(64, 2, dtype=torch.float64) * 2 + 0.5)
+        flow.log_prob(torch.randn(64, 2, dtype=torch.float64, device=device) * 2 + 0.5)
         for parameter in flow.parameters():
             parameter.add_(perturb * torch.randn_like(parameter))
     return flow
@@ -42,21 +45,21 @@ def method(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def test_log_prob_shape(method):
-    flow = make(method)
-    assert flow.log_prob(torch.randn(5, 2, dtype=torch.float64)).shape == (5,)
+def test_log_prob_shape(method, device):
+    flow = make(method, device)
+    assert flow.log_prob(torch.randn(5, 2, dtype=torch.float64, device=device)).shape == (5,)
 
 
-def test_gradients_reach_every_parameter(method):
-    flow = make(method, perturb=0.1)
-    flow.log_prob(torch.randn(16, 2, dtype=torch.float64)).mean().backward()
+def test_gradients_reach_every_parameter(method, device):
+    flow = make(method, device, perturb=0.1)
+    flow.log_prob(torch.randn(16, 2, dtype=torch.float64, device=device)).mean().backward()
     missing = [name for name, p in flow.named_parameters() if p.grad is None or not p.grad.any()]
     assert not missing
 
 
-def test_inverse_of_forward_is_identity(method):
-    flow = make(method, perturb=0.1).eval()
-    x = torch.randn(8, 2, dtype=torch.float64)
+def test_inverse_of_forward_is_identity(method, device):
+    flow = make(method, device, perturb=0.1).eval()
+    x = torch.randn(8, 2, dtype=torch.float64, device=device)
     with torch.no_grad():
         z, logdet = flow.transform(x)
         back, inverse_logdet = flow.transform.inverse(z)
@@ -64,9 +67,9 @@ def test_inverse_of_forward_is_identity(method):
     torch.testing.assert_close(inverse_logdet, -logdet, atol=1e-6, rtol=1e-6)
 
 
-def test_logdet_matches_autograd_jacobian(method):
-    flow = make(method, perturb=0.1).eval()
-    points = torch.randn(3, 2, dtype=torch.float64)
+def test_logdet_matches_autograd_jacobian(method, device):
+    flow = make(method, device, perturb=0.1).eval()
+    points = torch.randn(3, 2, dtype=torch.float64, device=device)
     _, logdet = flow.transform(points)
     for point, expected in zip(points, logdet, strict=True):
         jacobian = torch.autograd.functional.jacobian(
@@ -78,10 +81,10 @@ def test_logdet_matches_autograd_jacobian(method):
 
 
 @pytest.mark.parametrize("perturb", [0.0, 0.05])
-def test_density_integrates_to_one(method, perturb):
-    flow = make(method, perturb=perturb).eval()
+def test_density_integrates_to_one(method, perturb, device):
+    flow = make(method, device, perturb=perturb).eval()
     half_width, n = 12.0, 300
-    axis = torch.linspace(-half_width, half_width, n, dtype=torch.float64)
+    axis = torch.linspace(-half_width, half_width, n, dtype=torch.float64, device=device)
     grid = torch.cartesian_prod(axis, axis)
     with torch.no_grad():
         density = torch.cat([flow.log_prob(chunk) for chunk in grid.split(10_000)]).exp()
@@ -89,35 +92,35 @@ def test_density_integrates_to_one(method, perturb):
     assert math.isclose(density.sum().item() * cell, 1.0, abs_tol=0.01)
 
 
-def test_eval_and_train_agree_after_initialisation(method):
-    flow = make(method, perturb=0.1)
-    x = torch.randn(8, 2, dtype=torch.float64)
+def test_eval_and_train_agree_after_initialisation(method, device):
+    flow = make(method, device, perturb=0.1)
+    x = torch.randn(8, 2, dtype=torch.float64, device=device)
     with torch.no_grad():
         in_train = flow.train().log_prob(x)
         in_eval = flow.eval().log_prob(x)
     torch.testing.assert_close(in_train, in_eval, atol=1e-6, rtol=1e-6)
 
 
-def test_save_and_load_preserve_log_prob(method):
-    flow = make(method, perturb=0.1).eval()
+def test_save_and_load_preserve_log_prob(method, device):
+    flow = make(method, device, perturb=0.1).eval()
     buffer = io.BytesIO()
     torch.save(flow.state_dict(), buffer)
-    fresh = build(method, (2,), **TINY.get(method, {})).double().eval()
+    fresh = build(method, (2,), **TINY.get(method, {})).double().to(device).eval()
     fresh.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
-    x = torch.randn(8, 2, dtype=torch.float64)
+    x = torch.randn(8, 2, dtype=torch.float64, device=device)
     with torch.no_grad():
         torch.testing.assert_close(fresh.log_prob(x), flow.log_prob(x))
 
 
-def test_samples_have_consistent_log_prob(method):
+def test_samples_have_consistent_log_prob(method, device):
     """Samples drawn from the model score like the model says: the mean log_prob of its own
     samples estimates minus its entropy, which must match a grid estimate of the same."""
-    flow = make(method, perturb=0.05).eval()
-    samples = flow.sample(4000, generator=torch.Generator().manual_seed(1))
+    flow = make(method, device, perturb=0.05).eval()
+    samples = flow.sample(4000, generator=torch.Generator(device).manual_seed(1))
     assert samples.shape == (4000, 2) and torch.isfinite(samples).all()
     with torch.no_grad():
         mc_entropy = -flow.log_prob(samples).mean().item()
-        axis = torch.linspace(-12, 12, 300, dtype=torch.float64)
+        axis = torch.linspace(-12, 12, 300, dtype=torch.float64, device=device)
         grid = torch.cartesian_prod(axis, axis)
         log_density = torch.cat([flow.log_prob(chunk) for chunk in grid.split(10_000)])
     cell = ((axis[1] - axis[0]) ** 2).item()

@@ -45,21 +45,25 @@ TINY = {
 METHODS = tuple(TINY)
 
 
-def images(n: int, seed: int = 0) -> Tensor:
-    """Dequantized-looking images in [0, 1)."""
-    return torch.rand(n, *SHAPE, dtype=F64, generator=torch.Generator().manual_seed(seed))
+def images(n: int, seed: int = 0, device: torch.device | str = "cpu") -> Tensor:
+    """Dequantized-looking images in [0, 1), the same on every device."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, *SHAPE, dtype=F64, generator=generator).to(device)
 
 
-def make(method: str, perturb: float = 0.0, **options: object) -> Flow:
-    """A float64 flow after data-dependent initialisation, optionally with perturbed weights
-    (zero-initialised layers would otherwise hide parameters that never get a gradient)."""
-    flow = build(method, SHAPE, **{**TINY[method], **options}).double().train()
+def make(
+    method: str, perturb: float = 0.0, device: torch.device | str = "cpu", **options: object
+) -> Flow:
+    """A float64 flow on ``device`` after data-dependent initialisation, optionally with
+    perturbed weights (zero-initialised layers would otherwise hide parameters that never get a
+    gradient)."""
+    flow = build(method, SHAPE, **{**TINY[method], **options}).double().to(device).train()
     with torch.no_grad():
-        flow.log_prob(images(16, seed=1))
+        flow.log_prob(images(16, seed=1, device=device))
         generator = torch.Generator().manual_seed(2)
         for parameter in flow.parameters():
             noise = torch.randn(parameter.shape, generator=generator, dtype=F64)
-            parameter.add_(perturb * noise)
+            parameter.add_(perturb * noise.to(device))
     return flow
 
 
@@ -79,26 +83,29 @@ def method(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def test_log_prob_and_latent_shapes(method):
-    flow = make(method).eval()
-    x = images(5)
+@pytest.mark.device
+def test_log_prob_and_latent_shapes(method, device):
+    flow = make(method, device=device).eval()
+    x = images(5, device=device)
     with torch.no_grad():
         z, _ = flow.transform(x)
         assert flow.log_prob(x).shape == (5,) and z.shape == (5, 16)
         assert torch.isfinite(flow.log_prob(x)).all()
 
 
-def test_gradients_reach_every_parameter(method):
-    flow = make(method, perturb=0.1)
-    log_prob, penalty = flow.log_prob_with_penalty(images(8))
+@pytest.mark.device
+def test_gradients_reach_every_parameter(method, device):
+    flow = make(method, perturb=0.1, device=device)
+    log_prob, penalty = flow.log_prob_with_penalty(images(8, device=device))
     (-log_prob.mean() + penalty.weighted.mean()).backward()
     missing = [name for name, p in flow.named_parameters() if p.grad is None or not p.grad.any()]
     assert not missing
 
 
-def test_inverse_of_forward_is_identity(method):
-    flow = make(method, perturb=0.1).eval()
-    x = images(6)
+@pytest.mark.device
+def test_inverse_of_forward_is_identity(method, device):
+    flow = make(method, perturb=0.1, device=device).eval()
+    x = images(6, device=device)
     with torch.no_grad():
         z, logdet = flow.transform(x)
         back, inverse_logdet = flow.transform.inverse(z)
@@ -106,44 +113,49 @@ def test_inverse_of_forward_is_identity(method):
     torch.testing.assert_close(inverse_logdet, -logdet, atol=1e-6, rtol=1e-6)
 
 
-def test_logdet_matches_autograd_jacobian(method):
-    flow = make(method, perturb=0.1).eval()
-    x = images(1, seed=3)[0]
+@pytest.mark.device
+def test_logdet_matches_autograd_jacobian(method, device):
+    flow = make(method, perturb=0.1, device=device).eval()
+    x = images(1, seed=3, device=device)[0]
     sign, expected = torch.linalg.slogdet(jacobian(flow.transform, x))
     _, logdet = flow.transform(x.unsqueeze(0))
     assert sign != 0
     torch.testing.assert_close(logdet[0], expected, atol=1e-5, rtol=1e-6)
 
 
-def test_eval_and_train_agree_after_initialisation(method):
-    flow = make(method, perturb=0.1)
-    x = images(6)
+@pytest.mark.device
+def test_eval_and_train_agree_after_initialisation(method, device):
+    flow = make(method, perturb=0.1, device=device)
+    x = images(6, device=device)
     with torch.no_grad():
         in_train = flow.train().log_prob(x)
         in_eval = flow.eval().log_prob(x)
     torch.testing.assert_close(in_train, in_eval, atol=1e-6, rtol=1e-6)
 
 
-def test_save_and_load_preserve_log_prob(method):
-    flow = make(method, perturb=0.1).eval()
+@pytest.mark.device
+def test_save_and_load_preserve_log_prob(method, device):
+    flow = make(method, perturb=0.1, device=device).eval()
     buffer = io.BytesIO()
     torch.save(flow.state_dict(), buffer)
-    fresh = build(method, SHAPE, **TINY[method]).double().eval()
+    fresh = build(method, SHAPE, **TINY[method]).double().to(device).eval()
     fresh.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
-    x = images(6)
+    x = images(6, device=device)
     with torch.no_grad():
         torch.testing.assert_close(fresh.log_prob(x), flow.log_prob(x))
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("method", ["ffjord", "rnode"])
-def test_hutchinson_logdet_averages_to_the_exact_one(method):
+def test_hutchinson_logdet_averages_to_the_exact_one(method, device):
     """The default (Hutchinson) build, with the exact build's weights: over 400 probes (one
     per copy of the image) the mean log-det is within 4 standard errors of the exact one."""
     hutchinson = build(method, SHAPE, **{**TINY[method], "divergence": "hutchinson",
-                                         "eval_divergence": "hutchinson"}).double()  # fmt: skip
-    exact = make(method, perturb=0.1).eval()
+                                         "eval_divergence": "hutchinson"})  # fmt: skip
+    hutchinson = hutchinson.double().to(device)
+    exact = make(method, perturb=0.1, device=device).eval()
     hutchinson.load_state_dict(exact.state_dict())
-    x = images(1, seed=4)
+    x = images(1, seed=4, device=device)
     with torch.no_grad():
         _, target = exact.transform(x)
         _, estimates = hutchinson.eval().transform(x.repeat(400, 1, 1, 1))
@@ -152,17 +164,20 @@ def test_hutchinson_logdet_averages_to_the_exact_one(method):
     assert estimates.std() > 0  # it really is a random estimate
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("method", ["ffjord", "rnode"])
-def test_adjoint_training_with_hutchinson_matches_direct_backprop(method):
+def test_adjoint_training_with_hutchinson_matches_direct_backprop(method, device):
     """Several Hutchinson blocks in a row under the adjoint (the paper configs' setting): the
     same probes (same seed) give the same gradients as backpropagating through the solver."""
     gradients = []
     for adjoint in (False, True):
         solver = {**SOLVER, "adjoint": adjoint}
         torch.manual_seed(0)  # the same initial weights
-        flow = make(method, perturb=0.1, divergence="hutchinson", train_solver=solver)
+        flow = make(
+            method, perturb=0.1, device=device, divergence="hutchinson", train_solver=solver
+        )
         torch.manual_seed(7)
-        log_prob, penalty = flow.log_prob_with_penalty(images(4))
+        log_prob, penalty = flow.log_prob_with_penalty(images(4, device=device))
         (-log_prob.mean() + penalty.weighted.mean()).backward()
         gradients.append(torch.cat([p.grad.flatten() for p in flow.parameters()]))
     torch.testing.assert_close(gradients[1], gradients[0], atol=1e-5, rtol=1e-4)

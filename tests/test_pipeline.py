@@ -9,6 +9,7 @@ to end in CI (.ci/run), not here.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import subprocess
@@ -95,6 +96,33 @@ def test_dry_run_of_the_slurm_profile(workflow):
     )
 
 
+def snakemake_env(cwd: Path, path_prefix: Path, *args: str) -> subprocess.CompletedProcess:
+    """Like :func:`snakemake`, with ``path_prefix`` first on PATH (a stand-in nvidia-smi)."""
+    env = {**os.environ, "PATH": f"{path_prefix}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_on_a_gpu_machine_only_mnist_training_asks_for_a_gpu(workflow, tmp_path, name):
+    """With nvidia-smi present, MNIST jobs (device auto) claim one GPU each and toy jobs (device
+    cpu, latency-bound) ask for none, so they never queue behind the GPU jobs."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nprintf '0\\n1\\n'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    result = snakemake_env(workflow, fake, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml")
+    assert result.returncode == 0, result.stdout
+    commands = [line for line in result.stdout.splitlines() if "replication train" in line]
+    toy = [line for line in commands if "/mnist/" not in line]
+    mnist = [line for line in commands if "/mnist/" in line]
+    assert toy and mnist
+    assert all("--gpus=0" in line and "--set=device=cpu" in line for line in toy)
+    assert all("--gpus=1" in line and "--set=device=auto" in line for line in mnist)
+
+
 def test_render_target_does_not_depend_on_training(workflow):
     result = snakemake(workflow, "-n", "render")
     assert result.returncode == 0, result.stdout
@@ -104,7 +132,8 @@ def test_render_target_does_not_depend_on_training(workflow):
 @pytest.mark.parametrize(
     ("profile_text", "message"),
     [
-        ("device: gpu\n", "'gpu' does not match"),
+        ("families: {toy: {device: gpu}}\n", "'gpu' does not match"),
+        ("device: cpu\n", "Additional properties are not allowed ('device' was unexpected)"),
         ("seed: 3\n", "Additional properties are not allowed ('seed' was unexpected)"),
         ("families: {toy: {budget: huge}}\n", "'huge' is not one of ['paper', 'reduced']"),
     ],
