@@ -41,6 +41,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gpu_check(args: argparse.Namespace) -> int:
+    from replication import gpu_check
+
+    report = gpu_check.run(Path(args.out), timing_iterations=args.timing_iterations)
+    print(f"wrote {Path(args.out) / 'gpu_check.md'} and gpu_check.json")
+    checks = [*report["tests"], *report.get("agreement", []), *report.get("determinism", [])]
+    return 0 if all(check["ok"] for check in checks) else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m replication",
@@ -105,6 +114,21 @@ def _parser() -> argparse.ArgumentParser:
         help="override a value in every config",
     )
     bench.set_defaults(handler=_bench)
+    gpu_check = commands.add_parser(
+        "gpu-check",
+        help="check every device at hand: device-agnostic tests; on CUDA also CPU-GPU "
+        "agreement, determinism and the paper configs' GPU cost",
+        description="Run the device-agnostic tests (marker 'device') on every available device. "
+        "With CUDA, also compare every method's log_prob on CPU and GPU in float64, train a short "
+        "toy run per method twice on the GPU (identical results?), and time the MNIST paper "
+        "configs to project the paper profile's GPU-hours. Writes OUT/gpu_check.json and "
+        "OUT/gpu_check.md; exits 1 when a check fails.",
+    )
+    gpu_check.add_argument("--out", default="results/gpu-check", help="output directory")
+    gpu_check.add_argument(
+        "--timing-iterations", type=int, default=3, help="timed iterations per paper config"
+    )
+    gpu_check.set_defaults(handler=_gpu_check)
     add_report_commands(commands)  # summarize, entropy, density, tables, figures, readme
     add_check_commands(commands)  # checks closed-form | gaussian | determinism | run | ...
     return parser

@@ -113,7 +113,9 @@ def test_on_a_gpu_machine_only_mnist_training_asks_for_a_gpu(workflow, tmp_path,
     fake.mkdir()
     (fake / "nvidia-smi").write_text("#!/bin/sh\nprintf '0\\n1\\n'\n")
     (fake / "nvidia-smi").chmod(0o755)
-    result = snakemake_env(workflow, fake, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml")
+    result = snakemake_env(
+        workflow, fake, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml"
+    )
     assert result.returncode == 0, result.stdout
     commands = [line for line in result.stdout.splitlines() if "replication train" in line]
     toy = [line for line in commands if "/mnist/" not in line]
