@@ -218,3 +218,17 @@ def test_paper_cost_projects_the_budget_and_the_report_renders(tmp_path):
     assert "config/experiments/mnist/nice-cpu.yaml" in text and "projected GPU-hours" in text
     cpu_only = {key: report[key] for key in ("devices", "tests", "seconds", "provenance")}
     assert "**not checked**" in gpu_check.markdown(cpu_only)
+
+
+def test_report_readme_says_whether_the_gpu_path_was_checked(tmp_path, monkeypatch):
+    from replication.report import readme
+
+    monkeypatch.setattr(readme, "GPU_CHECK", tmp_path / "gpu-check" / "gpu_check.md")
+    assert "No GPU check recorded" in readme._gpu_check(tmp_path / "report")[0]
+    readme.GPU_CHECK.parent.mkdir()
+    cpu_only = {"devices": ["cpu"], "seconds": 1.0, "tests": [], "provenance": {
+        "commit": "abc", "dirty": True, "device": {"type": "cpu", "name": "x86_64"},
+        "versions": {"torch": "2.14.1"}, "precision": {"effective": "float32"}}}  # fmt: skip
+    readme.GPU_CHECK.write_text(gpu_check.markdown(cpu_only))
+    line = readme._gpu_check(tmp_path / "report")[0]
+    assert "(../gpu-check/gpu_check.md)" in line and "not verified yet" in line

@@ -60,6 +60,22 @@ def _run_overview(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+# Written outside the DAG by `python -m replication gpu-check` (it needs a GPU to say much), and
+# committed with its results; linked from every report when present.
+GPU_CHECK = Path("results/gpu-check/gpu_check.md")
+
+
+def _gpu_check(here: Path) -> list[str]:
+    if not GPU_CHECK.is_file():
+        return [
+            f"No GPU check recorded: `python -m replication gpu-check` writes `{GPU_CHECK}`.",
+            "",
+        ]
+    on_gpu = "## log_prob, CPU against GPU" in GPU_CHECK.read_text()
+    verdict = "on a GPU" if on_gpu else "on the CPU only: the GPU path is not verified yet"
+    return [f"[{_title(GPU_CHECK)}]({_link(GPU_CHECK, here)}): last run {verdict}.", ""]
+
+
 def _citing(frame: pd.DataFrame, summary_link: str) -> list[str]:
     finished = frame[(frame["status"] == "ok") & frame["test_nll"].notna()]
     example = (finished if not finished.empty else frame).iloc[0]
@@ -122,6 +138,7 @@ def render(
         lines += [f"![{name}]({_link(figure, here)})", ""]
     if not figures:
         lines += ["No figures for this profile.", ""]
+    lines += ["## GPU check", "", *_gpu_check(here)]
     lines += ["## How to cite these numbers", "", *_citing(frame, _link(summary_path, here))]
     return "\n".join(lines) + "\n"
 

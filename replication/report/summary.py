@@ -25,7 +25,7 @@ COLUMNS: tuple[str, ...] = (
     "test_nll", "test_nll_se", "test_bpd", "test_bpd_se", "test_count",
     "nfe_forward", "nfe_backward", "test_nfe",
     "train_seconds", "seconds_per_iter", "params", "dims", "iterations",
-    "commit", "dirty", "device", "versions", "config_digest", "metrics",
+    "commit", "dirty", "device", "precision", "versions", "config_digest", "metrics",
 )  # fmt: skip
 
 
@@ -54,6 +54,15 @@ def _device(provenance: Mapping) -> str:
     device = provenance.get("device") or {}
     kind, name = device.get("type", "unknown"), device.get("name")
     return f"{kind} ({name})" if name else kind
+
+
+def _precision(provenance: Mapping) -> str:
+    """The run's effective float32 precision; runs recorded before it was recorded ran with
+    torch's defaults, which are IEEE float32 on a CPU (TF32 is a GPU feature)."""
+    recorded = (provenance.get("precision") or {}).get("effective")
+    if recorded:
+        return recorded
+    return "float32" if (provenance.get("device") or {}).get("type") == "cpu" else "unrecorded"
 
 
 def _versions(provenance: Mapping) -> str:
@@ -86,6 +95,7 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
         "commit": provenance.get("commit"),
         "dirty": provenance.get("dirty"),
         "device": _device(provenance),
+        "precision": _precision(provenance),
         "versions": _versions(provenance),
         "config_digest": metrics.get("config_digest"),
         "metrics": path,

@@ -74,6 +74,7 @@ def caption(frame: pd.DataFrame) -> str:
         f"Profile {profiles}; {len(frame)} runs; {len(seeds)} seed{'s' * (len(seeds) != 1)} "
         f"({', '.join(map(str, seeds))}); device{'s' * (frame['device'].nunique() != 1)}: "
         f"{', '.join(sorted(frame['device'].unique()))}; "
+        f"precision: {', '.join(sorted(frame['precision'].unique()))}; "
         f"commit{'s' * (len(commits) != 1)}: "
         f"{', '.join(_short(c, d) for c, d in commits.items())}; {budget}."
     )
