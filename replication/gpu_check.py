@@ -19,6 +19,7 @@ Writes ``gpu_check.json`` and ``gpu_check.md`` (the report's README links the la
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 import statistics
@@ -61,11 +62,17 @@ def available_devices() -> list[str]:
     return found
 
 
+def _has_xdist() -> bool:
+    return importlib.util.find_spec("xdist") is not None
+
+
 def device_tests(device: str) -> dict:
     """Run the tests marked ``device`` on ``device`` in a fresh interpreter; their counts."""
     started = time.perf_counter()
+    # On the CPU, one test process per core; a GPU is shared best by one process.
+    workers = ["-n", "auto"] if device == "cpu" and _has_xdist() else ["-p", "no:xdist"]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "device", "-p", "no:xdist",
+        [sys.executable, "-m", "pytest", "-q", "-m", "device", *workers,
          "-p", "no:cacheprovider", str(ROOT / "tests")],
         cwd=ROOT, env={**os.environ, DEVICE_ENV: device}, capture_output=True, text=True,
         check=False,
