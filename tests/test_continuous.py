@@ -90,25 +90,30 @@ def assert_within_four_standard_errors(samples: Tensor, target: Tensor) -> None:
 # Linear dynamics: z(T) = expm(T A) z(0), logdet = T tr(A).
 
 
-def test_linear_field_flow_and_exact_logdet(matrix):
-    flow = block(LinearDynamics(matrix))
-    x = torch.randn(6, 3, dtype=torch.float64)
+@pytest.mark.device
+def test_linear_field_flow_and_exact_logdet(matrix, device):
+    flow = block(LinearDynamics(matrix)).to(device)
+    x = torch.randn(6, 3, dtype=torch.float64, device=device)
     z, logdet = flow(x)
-    torch.testing.assert_close(z, x @ torch.linalg.matrix_exp(0.7 * matrix).T, atol=1e-8, rtol=1e-8)
+    expected = x @ torch.linalg.matrix_exp(0.7 * matrix).T.to(device)
+    torch.testing.assert_close(z, expected, atol=1e-8, rtol=1e-8)
     torch.testing.assert_close(
         logdet,
-        torch.full((6,), 0.7 * matrix.trace().item(), dtype=torch.float64),
+        torch.full((6,), 0.7 * matrix.trace().item(), dtype=torch.float64, device=device),
         atol=1e-8,
         rtol=0,
     )
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("probe", [gaussian_probe, rademacher_probe])
-def test_linear_field_hutchinson_logdet_in_expectation(matrix, probe):
-    flow = block(LinearDynamics(matrix), Hutchinson(probe))
+def test_linear_field_hutchinson_logdet_in_expectation(matrix, probe, device):
+    flow = block(LinearDynamics(matrix), Hutchinson(probe)).to(device)
     with torch.no_grad():
-        _, logdet = flow(torch.randn(4000, 3, dtype=torch.float64))
-    assert_within_four_standard_errors(logdet.unsqueeze(1), 0.7 * matrix.trace().reshape(1))
+        _, logdet = flow(torch.randn(4000, 3, dtype=torch.float64, device=device))
+    assert_within_four_standard_errors(
+        logdet.unsqueeze(1), 0.7 * matrix.trace().reshape(1).to(device)
+    )
 
 
 def test_probe_is_drawn_once_per_solve(matrix):
@@ -181,31 +186,42 @@ def test_hutchinson_flow_is_unbiased_for_exact_logdet_and_jacobian_term(probe):
 # RNODE's integrals: kinetic T ||c||^2 / 2D for a constant field, Jacobian T ||A||_F^2 / D.
 
 
-def test_constant_field_kinetic_energy_and_zero_jacobian_term():
-    shift = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-    flow = block(LinearDynamics(torch.zeros(3, 3), shift), kinetic_weight=2.0, jacobian_weight=3.0)
-    x = torch.randn(4, 3, dtype=torch.float64)
+@pytest.mark.device
+def test_constant_field_kinetic_energy_and_zero_jacobian_term(device):
+    shift = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64, device=device)
+    flow = block(
+        LinearDynamics(torch.zeros(3, 3), shift), kinetic_weight=2.0, jacobian_weight=3.0
+    ).to(device)
+    x = torch.randn(4, 3, dtype=torch.float64, device=device)
     z, _, penalty = flow.forward_with_penalty(x)
-    kinetic = torch.full((4,), 0.7 * shift.square().sum().item() / 6, dtype=torch.float64)
+    kinetic = torch.full(
+        (4,), 0.7 * shift.square().sum().item() / 6, dtype=torch.float64, device=device
+    )
     torch.testing.assert_close(z, x + 0.7 * shift)
     torch.testing.assert_close(penalty.kinetic, kinetic)
-    torch.testing.assert_close(penalty.jacobian, torch.zeros(4, dtype=torch.float64))
+    torch.testing.assert_close(penalty.jacobian, torch.zeros(4, dtype=torch.float64, device=device))
     torch.testing.assert_close(penalty.weighted, 2.0 * kinetic)
 
 
-def test_linear_field_jacobian_term_exact(matrix):
-    flow = block(LinearDynamics(matrix), jacobian_weight=1.0)
-    _, _, penalty = flow.forward_with_penalty(torch.randn(4, 3, dtype=torch.float64))
-    expected = torch.full((4,), 0.7 * matrix.square().sum().item() / 3, dtype=torch.float64)
+@pytest.mark.device
+def test_linear_field_jacobian_term_exact(matrix, device):
+    flow = block(LinearDynamics(matrix), jacobian_weight=1.0).to(device)
+    _, _, penalty = flow.forward_with_penalty(torch.randn(4, 3, dtype=torch.float64, device=device))
+    expected = torch.full(
+        (4,), 0.7 * matrix.square().sum().item() / 3, dtype=torch.float64, device=device
+    )
     torch.testing.assert_close(penalty.jacobian, expected)
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("probe", [gaussian_probe, rademacher_probe])
-def test_linear_field_jacobian_term_hutchinson_in_expectation(matrix, probe):
-    flow = block(LinearDynamics(matrix), Hutchinson(probe), jacobian_weight=1.0)
+def test_linear_field_jacobian_term_hutchinson_in_expectation(matrix, probe, device):
+    flow = block(LinearDynamics(matrix), Hutchinson(probe), jacobian_weight=1.0).to(device)
     with torch.no_grad():
-        _, _, penalty = flow.forward_with_penalty(torch.randn(4000, 3, dtype=torch.float64))
-    target = 0.7 * matrix.square().sum().reshape(1) / 3
+        _, _, penalty = flow.forward_with_penalty(
+            torch.randn(4000, 3, dtype=torch.float64, device=device)
+        )
+    target = 0.7 * matrix.square().sum().reshape(1).to(device) / 3
     assert_within_four_standard_errors(penalty.jacobian.unsqueeze(1), target)
 
 
