@@ -188,5 +188,10 @@ class Flow(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` samples by pushing base samples through the inverse transform."""
+        return self.rsample(n, generator)
+
+    def rsample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Like :meth:`sample`, differentiable with respect to the flow's parameters (the
+        reparameterisation x = f^-1(z), z from the base density, as in torch.distributions)."""
         x, _ = self.transform.inverse(self.base.sample(n, generator=generator))
         return x
