@@ -18,11 +18,20 @@ def _train(args: argparse.Namespace) -> int:
     from replication import config, train
 
     experiment = config.load(args.config, tuple(args.set))
-    metrics = train.run(experiment, Path(args.out), progress=args.progress)
-    print(
-        f"{metrics['status']}: test NLL {metrics['test_nll']} -> {Path(args.out) / train.METRICS}"
-    )
+    out = Path(args.out)
+    metrics = train.run(experiment, out, progress=args.progress, overwrite=args.overwrite)
+    print(f"{metrics['status']}: {_result_line(metrics)} -> {out / train.METRICS}")
     return 0
+
+
+def _result_line(metrics: dict) -> str:
+    """The test result as the report gives it: nats per example, and bits/dim for images."""
+    if metrics["test_nll"] is None:
+        return "no test result"
+    line = f"test NLL {metrics['test_nll']:.4f} nats"
+    if metrics.get("test_bpd") is not None:
+        line += f" = {metrics['test_bpd']:.4f} bits/dim"
+    return line
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -52,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         help="train and evaluate one method on one dataset; writes OUT/metrics.json and weights",
         description="Train one flow as the config says, keep the best weights on the validation "
         "split, evaluate them once on the test split and write OUT/metrics.json (numbers and "
-        "provenance) and OUT/model.pt. An interrupted run resumes from OUT/checkpoint.pt. A bad "
-        "config exits with code 2 before anything is written.",
+        "provenance) and OUT/model.pt. An interrupted run resumes from OUT/checkpoint.pt (a "
+        "damaged one is moved aside). A bad config, an unusable --out, or an --out held by "
+        "another run exits with code 2 before anything is written.",
     )
     train.add_argument("--config", required=True, help="experiment YAML file (see config/)")
     train.add_argument("--out", required=True, help="output directory for this run")
@@ -70,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="show a progress bar (default: only when stderr is a terminal)",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run of another configuration in --out (without it, such a "
+        "folder is refused with exit code 2)",
     )
     train.set_defaults(handler=_train)
 
