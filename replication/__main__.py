@@ -9,7 +9,7 @@ from pathlib import Path
 
 from replication.checks.cli import add_commands as add_check_commands
 from replication.report.cli import add_commands as add_report_commands
-from replication.typed import ConfigError
+from replication.typed import ConfigError, at_least
 
 EXIT_CONFIG = 2  # bad input: nothing was trained and nothing written
 
@@ -107,10 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "configs", nargs="*", help="experiment configs (default: config/experiments/toy/*.yaml)"
     )
-    bench.add_argument("--batch-size", type=int, default=512, help="0 keeps each config's own")
-    bench.add_argument("--iterations", type=int, default=20, help="iterations per block")
-    bench.add_argument("--repeats", type=int, default=5, help="number of timed blocks")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
+    bench.add_argument(
+        "--batch-size", type=at_least(0), default=512, help="0 keeps each config's own"
+    )
+    bench.add_argument("--iterations", type=at_least(1), default=20, help="iterations per block")
+    bench.add_argument("--repeats", type=at_least(1), default=5, help="number of timed blocks")
+    bench.add_argument("--warmup", type=at_least(0), default=5, help="untimed iterations first")
     bench.add_argument("--out", default="results/bench", help="output directory")
     bench.add_argument(
         "--set",

@@ -84,12 +84,18 @@ def load_trained(
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
         raise ConfigError(f"weights not found: {path} (train the run first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        resolved, state = saved["config"], saved["state_dict"]
+    except Exception as error:  # noqa: BLE001  (any failure to read it means it is damaged)
+        raise ConfigError(
+            f"weights file {path} is damaged ({type(error).__name__}: {error}); train the run again"
+        ) from None
     if edit is not None:
-        edit(saved["config"])
-    experiment = parse_config(saved["config"])
+        edit(resolved)
+    experiment = parse_config(resolved)
     flow = build_flow(experiment, experiment.data.shape)
-    flow.load_state_dict(saved["state_dict"])
+    flow.load_state_dict(state)
     return flow.eval(), experiment
 
 
@@ -208,6 +214,8 @@ def run(
     # data is read (the data's generators are private, so the order changes no number).
     flow = build_flow(config, config.data.shape).to(device).train()
     check_data_files(config.data)
+    if not overwrite:  # refuse before touching the folder; checked again once it is held
+        outdir.refuse_other_finished(out_dir, config.digest(), overwrite)
     with outdir.hold(out_dir):
         outdir.refuse_other_finished(out_dir, config.digest(), overwrite)
         outdir.remove_stale_temporaries(out_dir)

@@ -8,12 +8,15 @@ else is a programming error, reported as such.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import math
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 T = TypeVar("T")
@@ -61,6 +64,32 @@ LogitAlpha = Annotated[float, Bounds(low=0, high=0.5, low_open=True, high_open=T
 
 class ConfigError(ValueError):
     """A configuration problem the user can fix: the message names it and the valid choices."""
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The parsed JSON file ``path``; ConfigError naming it when it is missing or damaged."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{what} {path} cannot be read: {error}") from None
+
+
+def at_least(minimum: int) -> typing.Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum``, else argparse's usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def choice_error(what: str, given: object, valid: typing.Iterable[str]) -> ConfigError:

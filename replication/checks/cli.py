@@ -8,9 +8,10 @@ fails the pipeline after the report has been written.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from replication.typed import ConfigError, at_least, read_json
 
 if TYPE_CHECKING:
     from replication.checks.records import Check
@@ -61,8 +62,11 @@ def _run(args: argparse.Namespace) -> int:
     from replication.report import entropy
 
     _single_thread()
-    metrics = json.loads((Path(args.run) / "metrics.json").read_text())
-    h = entropy.read(args.entropy)[metrics["dataset"]]
+    metrics = read_json(Path(args.run) / "metrics.json", "metrics file")
+    entropies = entropy.read(args.entropy)
+    if metrics.get("dataset") not in entropies:
+        raise ConfigError(f"{args.entropy} has no entropy of {metrics.get('dataset')!r}")
+    h = entropies[metrics["dataset"]]
     return _write(args.out, trained_model(Path(args.run), h["entropy"], h["se"], args.grid))
 
 
@@ -130,7 +134,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--run", required=True, help="run folder with metrics.json and model.pt")
     run.add_argument("--entropy", required=True, help="toy entropy records (JSON)")
-    run.add_argument("--grid", type=int, default=400, help="grid points per axis for the mass")
+    run.add_argument(
+        "--grid", type=at_least(50), default=400, help="grid points per axis for the mass"
+    )
     run.add_argument("--out", required=True)
     gather = add("collect", _collect, "merge check files into checks.json and render checks.md")
     gather.add_argument("inputs", nargs="+", help="check record files")

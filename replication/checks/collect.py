@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from tabulate import tabulate
 
 from replication import atomic
 from replication.checks.records import Check
+from replication.typed import read_json
 
 
 def write(path: str | Path, checks: Sequence[Check], commit: str) -> None:
@@ -21,7 +21,7 @@ def read(paths: Sequence[str | Path]) -> list[dict]:
     """Every record of every file, in order; a missing file is an error, not a pass."""
     records = []
     for path in paths:
-        loaded = json.loads(Path(path).read_text())
+        loaded = read_json(path, "check records file")
         records.extend(loaded if isinstance(loaded, list) else [])
     return records
 
