@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from replication import atomic, outdir, provenance
+from replication import status as run_status
 from replication.config import ExperimentConfig
 from replication.config import parse as parse_config
 from replication.datasets import check_files as check_data_files
@@ -32,7 +33,7 @@ from replication.evaluate import score
 from replication.flows import build
 from replication.flows.base import Flow
 from replication.flows.continuous import SolverFailure, function_evaluations, is_continuous
-from replication.images import SAMPLES_FILE, save_run_samples
+from replication.images import SAMPLES_FILE, save_blank_grid, save_run_samples
 from replication.metrics import assemble
 from replication.progress import Progress
 from replication.typed import ConfigError
@@ -279,6 +280,7 @@ def _train_and_evaluate(
     flow.load_state_dict(best_state)
     flow.eval()
     test = sample_seconds = None
+    drawn = False
     phase = "test evaluation"  # named in the status if a solve fails, so it blames the right step
     try:
         test = score(
@@ -290,9 +292,13 @@ def _train_and_evaluate(
         if len(data.shape) == 3:  # image data: a sample grid next to the metrics
             phase = "drawing the sample grid"
             save_run_samples(flow, out_dir / SAMPLES_FILE, config.seed)
+            drawn = True
     except SolverFailure as failure:
         history.status += f"; {phase} failed: {failure}"
+    if len(data.shape) == 3 and not drawn:
+        save_blank_grid(out_dir / SAMPLES_FILE, data.shape)
     metrics = assemble(config, flow, data, history, test, sample_seconds, device)
+    metrics["status"] = run_status.derive(metrics)  # "recovered: ..." after a divergence
     atomic.save_torch(out_dir / WEIGHTS, {"config": config.to_dict(), "state_dict": best_state})
     atomic.write_json(out_dir / METRICS, metrics)
     checkpoint.unlink(missing_ok=True)

@@ -29,7 +29,7 @@ def _write(out: str, checks: list[Check]) -> int:
     from replication.provenance import git_commit
 
     collect.write(out, checks, git_commit()["commit"])
-    failed = [check.name for check in checks if not check.passed]
+    failed = [check.name for check in checks if check.passed is False]
     print(
         f"wrote {out}: {len(checks)} checks" + (f", FAILED: {', '.join(failed)}" if failed else "")
     )
@@ -80,12 +80,21 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from replication.checks import collect
+    from replication.checks.records import failed
 
-    failed = [r["name"] for r in collect.read([args.checks]) if not r["passed"]]
-    if failed:
-        print(f"{len(failed)} analytic checks failed: {', '.join(failed)}")
+    records = collect.read([args.checks])
+    failures = [r["name"] for r in records if failed(r)]
+    skipped = sum(r["passed"] is None for r in records)
+    if failures:
+        print(f"{len(failures)} analytic checks failed: {', '.join(failures)}")
         return 1
-    print(f"all analytic checks in {args.checks} passed")
+    if skipped:
+        print(
+            f"all {len(records) - skipped} analytic checks in {args.checks} that could run "
+            f"passed ({skipped} not applicable: checks of failed runs)"
+        )
+    else:
+        print(f"all analytic checks in {args.checks} passed")
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from replication import atomic
+from replication import status as run_status
 from replication.datasets import toy2d
 from replication.typed import ConfigError, read_json
 
@@ -71,7 +72,7 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
         "dataset": dataset,
         "method": metrics["method"],
         "seed": metrics["seed"],
-        "status": metrics["status"],
+        "status": run_status.derive(metrics),
         "budget": budget,
         **{key: metrics.get(key) for key in _TEST_FIELDS},
         "nfe_forward": _end(metrics.get("nfe_forward")),
