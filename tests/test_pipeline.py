@@ -93,6 +93,9 @@ def test_dry_run_of_the_slurm_profile(workflow):
     assert job_counts(result.stdout)["train_mnist"] == expected_trainings(
         load(PROFILES["paper"]), "mnist"
     )
+    # sbatch's --cpus-per-task is the job's threads: the paper profile's 4, not a cap of 1.
+    assert load(PROFILES["paper"])["families"]["mnist"]["threads"] == 4
+    assert "--set=threads=4" in result.stdout and "threads: 4" in result.stdout
 
 
 def test_render_target_does_not_depend_on_training(workflow):
