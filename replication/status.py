@@ -30,21 +30,25 @@ def usable(status: str) -> bool:
 
 
 def divergence(val_curve: Sequence[Mapping], best_iteration: int) -> str | None:
-    """How training diverged after ``best_iteration``, or None if it did not."""
+    """How training diverged after ``best_iteration`` (its worst value), or None if it did not."""
     if not val_curve:
         return None
     untrained = val_curve[0]["val_nll"]
-    for point in val_curve:
-        if point["iteration"] <= best_iteration:
-            continue
-        for key, name in (("train_nll", "training"), ("val_nll", "validation")):
-            value = point.get(key)
-            if value is not None and not (math.isfinite(value) and value <= untrained):
-                return (
-                    f"{name} NLL {value:.4g} at iteration {point['iteration']}, worse than the "
-                    f"untrained model's validation NLL {untrained:.4g}"
-                )
-    return None
+    bad = [
+        (not math.isfinite(value), value, name, point["iteration"])
+        for point in val_curve
+        if point["iteration"] > best_iteration
+        for key, name in (("train_nll", "training"), ("val_nll", "validation"))
+        if (value := point.get(key)) is not None
+        and not (math.isfinite(value) and value <= untrained)
+    ]
+    if not bad:
+        return None
+    _, value, name, iteration = max(bad, key=lambda found: (found[0], found[1]))
+    return (
+        f"{name} NLL reached {value:.5g} at iteration {iteration}, worse than the untrained "
+        f"model's validation NLL {untrained:.5g}"
+    )
 
 
 def derive(metrics: Mapping) -> str:

@@ -22,13 +22,16 @@ def curve(*points: tuple[int, float, float | None]) -> list[dict]:
 
 
 def test_a_blow_up_after_the_best_validation_is_a_recovery():
-    points = curve((0, 2720.5, None), (500, -500.0, -400.0), (1000, 780.4, 5432.5))
+    points = curve(
+        (0, 2720.5, None), (500, -500.0, -400.0), (1000, 780.4, 5432.5), (1500, 1934.1, 16617.1)
+    )
     metrics = {"status": "ok", "val_curve": points, "best_iteration": 500}
     derived = status.derive(metrics)
     assert derived.startswith(
         "recovered: training diverged after the best validation at iteration 500"
     )
-    assert "training NLL 5432 at iteration 1000" in derived and status.usable(derived)
+    assert "training NLL reached 16617 at iteration 1500" in derived  # the worst value
+    assert "untrained model's validation NLL 2720.5" in derived and status.usable(derived)
 
 
 @pytest.mark.parametrize(
