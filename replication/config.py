@@ -18,12 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
-
-import yaml
 
 from replication.datasets import gaussian, toy2d
 from replication.datasets.mnist import MnistOptions
@@ -41,6 +38,7 @@ from replication.typed import (
     from_mapping,
     to_mapping,
 )
+from replication.yamlfile import load_yaml_text
 
 # Run seeds: torch takes any 64-bit seed, and derived seeds are reduced modulo 2**63.
 Seed = Annotated[int, Bounds(low=0, high=INT64 - 1)]
@@ -145,42 +143,6 @@ def parse(raw: dict) -> ExperimentConfig:
         raise ConfigError(f"model.method: {choice_error('method', method, flow_methods())}")
     model_config = ModelConfig(method, method_options(method, settings.data.shape, options))
     return ExperimentConfig(model=model_config, **vars(settings))
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML that reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3`` and gives a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def _unique_keys(loader: _Loader, node: yaml.MappingNode) -> dict:
-    """A mapping whose keys are unique: plain YAML keeps the last of two equal keys, so a
-    setting written twice would silently lose one of its values."""
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, Hashable) and key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        if isinstance(key, Hashable):
-            seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_keys)
-
-
-def load_yaml_text(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source} is not valid YAML: {error}") from None
 
 
 def apply_override(raw: dict, assignment: str) -> dict:

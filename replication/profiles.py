@@ -16,8 +16,8 @@ from pathlib import Path
 
 import jsonschema
 
-from replication import config as experiment
 from replication.typed import ConfigError
+from replication.yamlfile import load_yaml_text
 
 SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema" / "profile.schema.yaml"
 
@@ -27,12 +27,12 @@ def read(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"profile file not found: {path}")
-    return experiment.load_yaml_text(path.read_text(), str(path))
+    return load_yaml_text(path.read_text(), str(path))
 
 
 def check_schema(profile: object, source: str, schema_path: Path = SCHEMA) -> None:
     """ConfigError naming the key path of every schema violation."""
-    schema = experiment.load_yaml_text(schema_path.read_text(), str(schema_path))
+    schema = load_yaml_text(schema_path.read_text(), str(schema_path))
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(profile), key=lambda e: list(e.path)
     )
@@ -59,7 +59,10 @@ def run_overrides(profile: dict, family: str, entry: dict, dataset: str, seed: i
 
 def check_runs(profile: dict, source: str) -> int:
     """Parse the config of every (family, method, dataset) with the first seed, and of every
-    seed with the first dataset; ConfigError naming the profile entry. Returns the count."""
+    seed with the first dataset; ConfigError naming the profile entry. Returns the count.
+    Needs torch (the configs name flows): ImportError where it is not installed."""
+    from replication import config as experiment
+
     checked = 0
     for family, spec in profile["families"].items():
         for index, entry in enumerate(spec["methods"]):
