@@ -35,8 +35,9 @@ def _result_line(metrics: dict) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from replication import bench
+    from replication import bench, outdir
 
+    outdir.check_out(Path(args.out))  # before minutes of timing, not after
     paths = [Path(p) for p in args.configs] or sorted(Path("config/experiments/toy").glob("*.yaml"))
     settings = bench.BenchSettings(
         batch_size=args.batch_size or None,

@@ -331,6 +331,9 @@ DATA_FILES = [
     Case(("bench", "--iterations", "0", "--out", "{tmp}/bench"), "--iterations: must be"),
     Case(("bench", "--repeats", "-1", "--out", "{tmp}/bench"), "--repeats: must be"),
     Case(("bench", "--warmup", "x", "--out", "{tmp}/bench"), "--warmup: expected an integer"),
+    Case(("bench", "--out", "{tmp}/file"), "--out {tmp}/file is a file", {"file": "x"}),
+    Case(("bench", "--out", "{tmp}/file/b"), "lies under {tmp}/file", {"file": "x"}),
+    Case(("bench", "{tmp}/absent.yaml", "--out", "{tmp}/b"), "not found: {tmp}/absent.yaml"),
 ]
 
 CASES = CONFIG_FILES + OVERRIDES + MNIST_SETTINGS + PROFILES + OUTPUT_FOLDERS + WEIGHTS
