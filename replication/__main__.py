@@ -35,9 +35,8 @@ def _result_line(metrics: dict) -> str:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from replication import bench, outdir
+    from replication import bench
 
-    outdir.check_out(Path(args.out))  # before minutes of timing, not after
     paths = [Path(p) for p in args.configs] or sorted(Path("config/experiments/toy").glob("*.yaml"))
     settings = bench.BenchSettings(
         batch_size=args.batch_size or None,
@@ -138,10 +137,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Output options of every command, and whether each names a folder (else a file).
+_OUTPUTS = {"out": False, "out_dir": True, "report": False}
+_FOLDER_OUT = ("train", "bench")  # their --out is a folder
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an output path that cannot be written before the command does any work."""
+    from replication.outdir import check_out
+
+    for name, folder in _OUTPUTS.items():
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            option = "--" + name.replace("_", "-")
+            check_out(Path(value), option, folder or args.command in _FOLDER_OUT)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        _check_outputs(args)
         return handler(args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

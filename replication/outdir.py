@@ -29,19 +29,22 @@ LOCK = ".lock"
 RESULTS = ("metrics.json", "model.pt", "samples.png")
 
 
-def check_out(out: Path) -> None:
-    """ConfigError unless ``out`` is a folder, or a folder that can be created."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
+def check_out(out: Path, option: str = "--out", folder: bool = True) -> None:
+    """ConfigError unless ``out`` is a folder (or, with ``folder=False``, a file) that exists or
+    can be created; ``option`` names the command-line option in the message."""
+    if folder and out.exists() and not out.is_dir():
+        raise ConfigError(f"{option} {out} is a file, not a folder")
+    if not folder and out.is_dir():
+        raise ConfigError(f"{option} {out} is a folder, not a file")
     if out.is_symlink() and not out.exists():
-        raise ConfigError(f"--out {out} is a broken symbolic link")
-    ancestor = out.absolute()
+        raise ConfigError(f"{option} {out} is a broken symbolic link")
+    ancestor = out.absolute() if folder else out.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise ConfigError(f"--out {out} lies under {ancestor}, which is a file, not a folder")
+        raise ConfigError(f"{option} {out} lies under {ancestor}, which is a file, not a folder")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out} cannot be created or written: {ancestor} is read-only")
+        raise ConfigError(f"{option} {out} cannot be created or written: {ancestor} is read-only")
 
 
 def _holder(path: Path) -> str:

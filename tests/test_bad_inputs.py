@@ -334,6 +334,46 @@ DATA_FILES = [
     Case(("bench", "--out", "{tmp}/file"), "--out {tmp}/file is a file", {"file": "x"}),
     Case(("bench", "--out", "{tmp}/file/b"), "lies under {tmp}/file", {"file": "x"}),
     Case(("bench", "{tmp}/absent.yaml", "--out", "{tmp}/b"), "not found: {tmp}/absent.yaml"),
+    Case(
+        ("density", "--dataset", "moons", "--out", "{tmp}/file/d.npz"),
+        "--out {tmp}/file/d.npz lies under {tmp}/file",
+        {"file": "x"},
+    ),
+    Case(("density", "--dataset", "moons", "--out", "{tmp}"), "--out {tmp} is a folder"),
+    Case(
+        ("entropy", "moons", "--out", "{tmp}/file/e.json"), "lies under {tmp}/file", {"file": "x"}
+    ),
+    Case(
+        (
+            "tables",
+            "--summary",
+            "{tmp}/s.csv",
+            "--entropy",
+            "{tmp}/e.json",
+            "--citations",
+            "config/citations.yaml",
+            "--out-dir",
+            "{tmp}/file",
+        ),
+        "--out-dir {tmp}/file is a file",
+        {"file": "x"},
+    ),
+    Case(
+        (
+            "checks",
+            "collect",
+            "{tmp}/c.json",
+            "--profile",
+            "p",
+            "--out",
+            "{tmp}/all.json",
+            "--report",
+            "{tmp}/file/checks.md",
+        ),
+        "--report {tmp}/file/checks.md lies under {tmp}/file",
+        {"file": "x", "c.json": "[]"},
+    ),
+    Case(("checks", "closed-form", "--out", "{tmp}/file/c.json"), "lies under", {"file": "x"}),
 ]
 
 CASES = CONFIG_FILES + OVERRIDES + MNIST_SETTINGS + PROFILES + OUTPUT_FOLDERS + WEIGHTS
