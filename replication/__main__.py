@@ -9,7 +9,7 @@ from pathlib import Path
 
 from replication.checks.cli import add_commands as add_check_commands
 from replication.report.cli import add_commands as add_report_commands
-from replication.typed import ConfigError
+from replication.typed import ConfigError, at_least
 
 EXIT_CONFIG = 2  # bad input: nothing was trained and nothing written
 
@@ -19,11 +19,20 @@ def _train(args: argparse.Namespace) -> int:
 
     gpu_slots.claim(args.gpus)  # before anything starts CUDA, which reads the choice once
     experiment = config.load(args.config, tuple(args.set))
-    metrics = train.run(experiment, Path(args.out), progress=args.progress)
-    print(
-        f"{metrics['status']}: test NLL {metrics['test_nll']} -> {Path(args.out) / train.METRICS}"
-    )
+    out = Path(args.out)
+    metrics = train.run(experiment, out, progress=args.progress, overwrite=args.overwrite)
+    print(f"{metrics['status']}: {_result_line(metrics)} -> {out / train.METRICS}")
     return 0
+
+
+def _result_line(metrics: dict) -> str:
+    """The test result as the report gives it: nats per example, and bits/dim for images."""
+    if metrics["test_nll"] is None:
+        return "no test result"
+    line = f"test NLL {metrics['test_nll']:.4f} nats"
+    if metrics.get("test_bpd") is not None:
+        line += f" = {metrics['test_bpd']:.4f} bits/dim"
+    return line
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -50,6 +59,14 @@ def _gpu_check(args: argparse.Namespace) -> int:
     return 0 if all(check["ok"] for check in checks) else 1
 
 
+def _check_profile(args: argparse.Namespace) -> int:
+    from replication import profiles
+
+    for path in args.profiles:
+        print(f"{path}: valid, {profiles.check_file(path)} run configs parsed")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m replication",
@@ -62,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         help="train and evaluate one method on one dataset; writes OUT/metrics.json and weights",
         description="Train one flow as the config says, keep the best weights on the validation "
         "split, evaluate them once on the test split and write OUT/metrics.json (numbers and "
-        "provenance) and OUT/model.pt. An interrupted run resumes from OUT/checkpoint.pt. A bad "
-        "config exits with code 2 before anything is written.",
+        "provenance) and OUT/model.pt. An interrupted run resumes from OUT/checkpoint.pt (a "
+        "damaged one is moved aside). A bad config, an unusable --out, or an --out held by "
+        "another run exits with code 2 before anything is written.",
     )
     train.add_argument("--config", required=True, help="experiment YAML file (see config/)")
     train.add_argument("--out", required=True, help="output directory for this run")
@@ -89,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="show a progress bar (default: only when stderr is a terminal)",
     )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a finished run of another configuration in --out (without it, such a "
+        "folder is refused with exit code 2)",
+    )
     train.set_defaults(handler=_train)
 
     bench = commands.add_parser(
@@ -101,10 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "configs", nargs="*", help="experiment configs (default: config/experiments/toy/*.yaml)"
     )
-    bench.add_argument("--batch-size", type=int, default=512, help="0 keeps each config's own")
-    bench.add_argument("--iterations", type=int, default=20, help="iterations per block")
-    bench.add_argument("--repeats", type=int, default=5, help="number of timed blocks")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
+    bench.add_argument(
+        "--batch-size", type=at_least(0), default=512, help="0 keeps each config's own"
+    )
+    bench.add_argument("--iterations", type=at_least(1), default=20, help="iterations per block")
+    bench.add_argument("--repeats", type=at_least(1), default=5, help="number of timed blocks")
+    bench.add_argument("--warmup", type=at_least(0), default=5, help="untimed iterations first")
     bench.add_argument("--out", default="results/bench", help="output directory")
     bench.add_argument(
         "--set",
@@ -129,15 +155,42 @@ def _parser() -> argparse.ArgumentParser:
         "--timing-iterations", type=int, default=3, help="timed iterations per paper config"
     )
     gpu_check.set_defaults(handler=_gpu_check)
+    check_profile = commands.add_parser(
+        "check-profile",
+        help="validate pipeline profiles as written, and every training config they imply",
+        description="Check each profile file on its own against config/schema (before any "
+        "merge with the default profile), then parse the experiment config of every run it "
+        "asks for with its overrides, as the training job will. The Snakefile runs the same "
+        "checks when it builds the DAG. Exit code 2 names the first problem.",
+    )
+    check_profile.add_argument("profiles", nargs="+", help="config/profiles/*.yaml files")
+    check_profile.set_defaults(handler=_check_profile)
     add_report_commands(commands)  # summarize, entropy, density, tables, figures, readme
     add_check_commands(commands)  # checks closed-form | gaussian | determinism | run | ...
     return parser
+
+
+# Output options of every command, and whether each names a folder (else a file).
+_OUTPUTS = {"out": False, "out_dir": True, "report": False}
+_FOLDER_OUT = ("train", "bench")  # their --out is a folder
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an output path that cannot be written before the command does any work."""
+    from replication.outdir import check_out
+
+    for name, folder in _OUTPUTS.items():
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            option = "--" + name.replace("_", "-")
+            check_out(Path(value), option, folder or args.command in _FOLDER_OUT)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        _check_outputs(args)
         return handler(args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """Writes that are never seen half-done: write a temporary file beside the target, then rename.
 
 A rename within one directory is atomic on POSIX, so an interrupted run leaves either the old
-file or the new one, never a truncated mix.
+file or the new one, never a truncated mix. The file gets the mode a plain ``open`` would give
+it (0666 less the process umask), not the temporary file's private 0600, so that group members
+on a shared file system can read the results.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as file:
             write(file)
             file.flush()
@@ -30,6 +33,13 @@ def write_with(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask; reading it means setting it, so set it straight back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> None:

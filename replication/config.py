@@ -20,15 +20,29 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Annotated, Any, Literal
 
 from replication.datasets import gaussian, toy2d
 from replication.datasets.mnist import MnistOptions
+from replication.flows import methods as flow_methods
 from replication.flows import options as method_options
 from replication.precision import Precision
-from replication.typed import ConfigError, choice_error, from_mapping, to_mapping
+from replication.typed import (
+    INT64,
+    Bounds,
+    ConfigError,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    choice_error,
+    from_mapping,
+    to_mapping,
+)
+from replication.yamlfile import load_yaml_text
+
+# Run seeds: torch takes any 64-bit seed, and derived seeds are reduced modulo 2**63.
+Seed = Annotated[int, Bounds(low=0, high=INT64 - 1)]
 
 # FFJORD's eight toy densities, the analytic checks' Gaussian, and MNIST.
 DATASETS: tuple[str, ...] = (*toy2d.NAMES, gaussian.NAME, "mnist")
@@ -38,17 +52,14 @@ DATASETS: tuple[str, ...] = (*toy2d.NAMES, gaussian.NAME, "mnist")
 class DataConfig:
     name: str = "8gaussians"
     # Toy 2D split sizes (MNIST has its own splits, set under ``mnist``).
-    train_size: int = 100_000
-    val_size: int = 10_000
-    test_size: int = 20_000
+    train_size: PositiveInt = 100_000
+    val_size: PositiveInt = 10_000
+    test_size: PositiveInt = 20_000
     mnist: MnistOptions = field(default_factory=MnistOptions)
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
-            raise choice_error("dataset", self.name, DATASETS)
-        for key in ("train_size", "val_size", "test_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"data.{key} must be at least 1, got {getattr(self, key)}")
+            raise ConfigError(f"data.name: {choice_error('dataset', self.name, DATASETS)}")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -59,27 +70,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    iterations: int = 5000
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_iterations: int = 0  # linear learning-rate warm-up from 0
+    iterations: PositiveInt = 5000
+    batch_size: PositiveInt = 512
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    warmup_iterations: NonNegativeInt = 0  # linear learning-rate warm-up from 0
     lr_decay: Literal["none", "cosine"] = "none"
-    grad_clip: float | None = None  # max gradient norm; None disables clipping
-    eval_every: int = 500  # validate (and checkpoint) every this many iterations
-
-    def __post_init__(self) -> None:
-        for key in ("iterations", "batch_size", "eval_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+    grad_clip: PositiveFloat | None = None  # max gradient norm; None disables clipping
+    eval_every: PositiveInt = 500  # validate (and checkpoint) every this many iterations
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    batch_size: int = 5000
-    sample_count: int = 1000  # samples drawn to time sampling
+    batch_size: PositiveInt = 5000
+    sample_count: PositiveInt = 1000  # samples drawn to time sampling
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,9 @@ class ModelConfig:
 class RunSettings:
     """Every section but ``model``, whose options can only be checked once the data is known."""
 
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N
-    threads: int | None = 1  # torch intra-op threads; None keeps torch's default
+    threads: PositiveInt | None = 1  # torch intra-op threads; None keeps torch's default
     # float32: IEEE float32 everywhere; tf32: TensorFloat-32 allowed in CUDA matmuls and
     # convolutions (faster on Ampere-or-newer GPUs, ~1e-3 relative error). See precision.py.
     precision: Precision = "float32"
@@ -135,32 +139,14 @@ def parse(raw: dict) -> ExperimentConfig:
     settings = from_mapping(RunSettings, raw)
     if not _DEVICE.match(settings.device):
         raise ConfigError(
-            f"unknown device {settings.device!r}; valid: auto, cpu, cuda, cuda:N, mps"
+            f"device: unknown device {settings.device!r}; valid: auto, cpu, cuda, cuda:N, mps"
         )
-    if settings.threads is not None and settings.threads < 1:
-        raise ConfigError(f"threads must be at least 1 or null, got {settings.threads}")
     options = dict(model)
     method = options.pop("method")
+    if method not in flow_methods():
+        raise ConfigError(f"model.method: {choice_error('method', method, flow_methods())}")
     model_config = ModelConfig(method, method_options(method, settings.data.shape, options))
     return ExperimentConfig(model=model_config, **vars(settings))
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML that reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3`` and gives a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def load_yaml_text(text: str, source: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{source} is not valid YAML: {error}") from None
 
 
 def apply_override(raw: dict, assignment: str) -> dict:

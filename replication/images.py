@@ -44,6 +44,16 @@ def save_sample_grid(
     atomic.write_with(path, lambda file: save_image(images, file, format="png", nrow=rows))
 
 
+def save_blank_grid(path: str | Path, shape: tuple[int, ...], count: int = SAMPLE_COUNT) -> None:
+    """A black grid in place of the samples of a run that could not draw them (a failed ODE
+    solve): the pipeline expects the file, and the run status table says why it is blank."""
+    from torchvision.utils import save_image
+
+    images = torch.zeros(count, *shape)
+    rows = math.ceil(math.sqrt(count))
+    atomic.write_with(path, lambda file: save_image(images, file, format="png", nrow=rows))
+
+
 def save_run_samples(flow: Flow, path: str | Path, seed: int, count: int = SAMPLE_COUNT) -> None:
     """The run's sample grid: ``count`` samples drawn with a generator seeded from ``seed``.
 

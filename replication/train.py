@@ -22,16 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from replication import atomic, generators, precision, provenance
+from replication import atomic, generators, outdir, precision, provenance
+from replication import status as run_status
 from replication.config import ExperimentConfig
 from replication.config import parse as parse_config
+from replication.datasets import check_files as check_data_files
 from replication.datasets import load as load_dataset
-from replication.datasets.splits import derive_seed
+from replication.datasets.splits import Dataset, derive_seed
 from replication.evaluate import score
 from replication.flows import build
 from replication.flows.base import Flow
 from replication.flows.continuous import SolverFailure, function_evaluations, is_continuous
-from replication.images import SAMPLES_FILE, save_run_samples
+from replication.images import SAMPLES_FILE, save_blank_grid, save_run_samples
 from replication.metrics import assemble
 from replication.progress import Progress
 from replication.typed import ConfigError
@@ -83,12 +85,18 @@ def load_trained(
     path = Path(run_dir) / WEIGHTS
     if not path.is_file():
         raise ConfigError(f"weights not found: {path} (train the run first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        resolved, state = saved["config"], saved["state_dict"]
+    except Exception as error:  # noqa: BLE001  (any failure to read it means it is damaged)
+        raise ConfigError(
+            f"weights file {path} is damaged ({type(error).__name__}: {error}); train the run again"
+        ) from None
     if edit is not None:
-        edit(saved["config"])
-    experiment = parse_config(saved["config"])
+        edit(resolved)
+    experiment = parse_config(resolved)
     flow = build_flow(experiment, experiment.data.shape)
-    flow.load_state_dict(saved["state_dict"])
+    flow.load_state_dict(state)
     return flow.eval(), experiment
 
 
@@ -181,11 +189,17 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -> dict:
+def run(
+    config: ExperimentConfig, out_dir: Path, progress: bool | None = None, overwrite: bool = False
+) -> dict:
     """Train, evaluate and write ``out_dir/metrics.json`` and ``out_dir/model.pt``.
 
-    Image runs also write ``out_dir/samples.png``, a grid of samples of the final model.
+    Image runs also write ``out_dir/samples.png``, a grid of samples of the final model. Bad
+    input (an unusable ``out_dir``, a model the data shape cannot take, missing data files, a
+    folder held by another run or finished with another config unless ``overwrite``) raises
+    ConfigError before anything is written.
     """
+    outdir.check_out(out_dir)
     # Setup. Seeds and threads first, so everything below is reproducible.
     seed_everything(config.seed)
     if config.threads is not None:
@@ -198,9 +212,28 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    # Data, model, optimiser.
-    data = load_dataset(config.data, config.seed)
-    flow = build_flow(config, data.shape).to(device).train()
+    # Model, then data: building first refuses a model the data shape cannot take before any
+    # data is read (the data's generators are private, so the order changes no number).
+    flow = build_flow(config, config.data.shape).to(device).train()
+    check_data_files(config.data)
+    if not overwrite:  # refuse before touching the folder; checked again once it is held
+        outdir.refuse_other_finished(out_dir, config.digest(), overwrite)
+    with outdir.hold(out_dir):
+        outdir.refuse_other_finished(out_dir, config.digest(), overwrite)
+        outdir.remove_stale_temporaries(out_dir)
+        data = load_dataset(config.data, config.seed)
+        return _train_and_evaluate(config, flow, data, device, out_dir, progress)
+
+
+def _train_and_evaluate(
+    config: ExperimentConfig,
+    flow: Flow,
+    data: Dataset,
+    device: torch.device,
+    out_dir: Path,
+    progress: bool | None,
+) -> dict:
+    """The loop and the final evaluation, with the folder held by this run."""
     optimizer = make_optimizer(flow, config, device)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda it: learning_rate_factor(config, it)
@@ -209,7 +242,6 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
     history = History(counts_nfe=is_continuous(flow))
     best_state = copy.deepcopy(flow.state_dict())
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT
     resumed = resume(checkpoint, config, flow, optimizer, schedule, batches)
     if resumed is not None:
@@ -249,18 +281,25 @@ def run(config: ExperimentConfig, out_dir: Path, progress: bool | None = None) -
     flow.load_state_dict(best_state)
     flow.eval()
     test = sample_seconds = None
+    drawn = False
+    phase = "test evaluation"  # named in the status if a solve fails, so it blames the right step
     try:
         test = score(
             flow, data.eval_batches("test", config.eval.batch_size), device, data.eval_draws
         )
-        started = time.perf_counter()
+        phase, started = "sampling", time.perf_counter()
         flow.sample(config.eval.sample_count)
         sample_seconds = time.perf_counter() - started
         if len(data.shape) == 3:  # image data: a sample grid next to the metrics
+            phase = "drawing the sample grid"
             save_run_samples(flow, out_dir / SAMPLES_FILE, config.seed)
+            drawn = True
     except SolverFailure as failure:
-        history.status += f"; test evaluation failed: {failure}"
+        history.status += f"; {phase} failed: {failure}"
+    if len(data.shape) == 3 and not drawn:
+        save_blank_grid(out_dir / SAMPLES_FILE, data.shape)
     metrics = assemble(config, flow, data, history, test, sample_seconds, device)
+    metrics["status"] = run_status.derive(metrics)  # "recovered: ..." after a divergence
     atomic.save_torch(out_dir / WEIGHTS, {"config": config.to_dict(), "state_dict": best_state})
     atomic.write_json(out_dir / METRICS, metrics)
     checkpoint.unlink(missing_ok=True)
@@ -302,14 +341,26 @@ def resume(
     """Restore a checkpoint of this exact config; a checkpoint of another config is ignored."""
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state["digest"] != config.digest():
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        digest = state["digest"]
+        saved = History(**state["history"]) if digest == config.digest() else None
+    except Exception as error:  # noqa: BLE001  (any failure to read it means it is damaged)
+        kept = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.replace(kept)
+        print(
+            f"warning: {path} is damaged ({type(error).__name__}: {error}); moved it to {kept} "
+            "and starting afresh",
+            file=sys.stderr,
+        )
+        return None
+    if digest != config.digest():
         print(f"ignoring {path}: it belongs to a different configuration", file=sys.stderr)
         return None
     flow.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
     generators.restore(state["rng"], batches)
-    history = History(**state["history"])
+    history = saved
     print(f"resuming from {path} at iteration {history.iteration}", file=sys.stderr)
     return history, state["best_state"]

@@ -36,14 +36,14 @@ rule checks_closed_form:
 
 rule checks_gaussian:
     priority: 5
-    input:
-        config=lambda wildcards: TOY_CONFIGS[wildcards.method],
     output:
         f"{RESULTS}/checks/gaussian/{{method}}.json",
     log:
         f"{RESULTS}/logs/checks/gaussian/{{method}}.log",
     params:
         pythonpath=PYTHONPATH,
+        config=lambda wildcards: TOY_CONFIGS[wildcards.method],
+        contents=lambda wildcards: contents_digest(TOY_CONFIGS[wildcards.method]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -54,19 +54,19 @@ rule checks_gaussian:
         "../envs/replication.yaml"
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication checks gaussian "
-        "--config {input.config:q} --out {output:q} > {log:q} 2>&1"
+        "--config {params.config:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule checks_determinism:
     priority: 5
-    input:
-        config=DETERMINISM_CONFIG,
     output:
         f"{RESULTS}/checks/determinism.json",
     log:
         f"{RESULTS}/logs/checks/determinism.log",
     params:
         pythonpath=PYTHONPATH,
+        config=DETERMINISM_CONFIG,
+        contents=contents_digest(DETERMINISM_CONFIG),
     threads: 1
     resources:
         mem_mb=2000,
@@ -75,7 +75,7 @@ rule checks_determinism:
         "../envs/replication.yaml"
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication checks determinism "
-        "--config {input.config:q} --out {output:q} > {log:q} 2>&1"
+        "--config {params.config:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule checks_run:

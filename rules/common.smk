@@ -1,6 +1,7 @@
 # Small helpers shared by the rules: the runs of the profile, their folders and files. Keep
 # this file short; logic belongs in the `replication` package.
 
+import hashlib
 import os
 import re
 import shutil
@@ -99,6 +100,16 @@ def gpus_per_job(wildcards):
     if device == "auto":
         return int(shutil.which("nvidia-smi") is not None)
     return int(device.startswith("cuda"))
+
+
+def contents_digest(*paths):
+    """sha256 of the files' contents, for a rule's params. Committed outputs made from committed
+    files (no training) take their source files as params, not inputs: a changed file re-runs
+    them (params trigger) while the arbitrary file times of a fresh clone do not."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
 
 
 def folder_of(key):

@@ -26,8 +26,6 @@ rule density:
 
 
 rule truth:
-    input:
-        code=TOY2D_CODE,
     output:
         f"{RESULTS}/truth/{{dataset}}.npz",
     log:
@@ -35,6 +33,7 @@ rule truth:
     params:
         pythonpath=PYTHONPATH,
         dataset="{dataset}",
+        code=contents_digest(TOY2D_CODE),
     threads: 1
     resources:
         mem_mb=2000,
@@ -49,8 +48,6 @@ rule truth:
 
 
 rule entropy:
-    input:
-        code=ENTROPY_CODE,
     output:
         ENTROPY,
     log:
@@ -58,6 +55,7 @@ rule entropy:
     params:
         pythonpath=PYTHONPATH,
         datasets=FAMILIES["toy"]["datasets"],
+        code=contents_digest(*ENTROPY_CODE),
     threads: 1
     resources:
         mem_mb=2000,

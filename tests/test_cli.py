@@ -71,4 +71,14 @@ def test_train_command_writes_metrics(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["seed"] == 3
+    nll = metrics["test_nll"]
+    assert f"ok: test NLL {nll:.4f} nats -> " in result.stdout  # rounded, with its unit
     assert "iter 20/20" in result.stderr  # one progress line per validation in logs
+
+
+def test_the_end_of_run_line_of_an_image_run_gives_bits_per_dim():
+    from replication.__main__ import _result_line
+
+    line = _result_line({"test_nll": -680.0594844970703, "test_bpd": 1.2345678})
+    assert line == "test NLL -680.0595 nats = 1.2346 bits/dim"
+    assert _result_line({"test_nll": None}) == "no test result"

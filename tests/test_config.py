@@ -72,3 +72,30 @@ def test_every_shipped_experiment_config_is_valid():
     assert files
     for path in files:
         config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=.nan", r"train.lr must be a finite number > 0, got nan"),
+        ("train.lr=.inf", r"train.lr must be a finite number > 0, got inf"),
+        ("train.grad_clip=0", r"train.grad_clip must be a finite number > 0 or null, got 0"),
+        ("model.eval_solver.atol=.nan", r"model.eval_solver.atol must be a finite number > 0"),
+        ("model.train_solver.rtol=-1", r"model.train_solver.rtol must be a finite number > 0"),
+        ("model.max_nfe=0", r"model.max_nfe must be an integer >= 1, got 0"),
+        ("model.hidden=[64, 0]", r"model.hidden\[1\] must be an integer >= 1, got 0"),
+        ("seed=1180591620717411303424", r"seed must be an integer in \[0, 9223372036854775807\]"),
+    ],
+)
+def test_every_number_is_checked_with_its_key_and_range(tmp_path, override, message):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {method: ffjord}\n")
+    with pytest.raises(ConfigError, match=message):
+        config.load(path, (override,))
+
+
+def test_a_key_written_twice_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {method: nice}\ntrain:\n  lr: 1.0e-3\n  lr: 2.0e-3\n")
+    with pytest.raises(ConfigError, match=r"(?s)duplicate key .lr.*line 4"):
+        config.load(path)

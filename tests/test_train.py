@@ -100,3 +100,16 @@ def test_non_finite_loss_stops_cleanly_with_best_weights(tmp_path):
     metrics = train.run(tiny(lr=1e6, grad_clip=None), tmp_path, progress=False)
     assert metrics["status"].startswith("diverged: non-finite loss at iteration")
     assert metrics["test_nll"] is not None and (tmp_path / "model.pt").exists()
+
+
+def test_a_solve_failing_while_sampling_blames_sampling(tmp_path, monkeypatch):
+    from replication.flows.base import Flow
+    from replication.flows.ode import NFELimitExceeded
+
+    def fail(*args, **kwargs):
+        raise NFELimitExceeded("one ODE solve exceeded max_nfe = 3")
+
+    monkeypatch.setattr(Flow, "sample", fail)
+    metrics = train.run(tiny(iterations=4, eval_every=2), tmp_path, progress=False)
+    assert metrics["status"] == "ok; sampling failed: one ODE solve exceeded max_nfe = 3"
+    assert metrics["test_nll"] is not None  # the test score itself succeeded

@@ -8,9 +8,10 @@ fails the pipeline after the report has been written.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from replication.typed import ConfigError, at_least, read_json
 
 if TYPE_CHECKING:
     from replication.checks.records import Check
@@ -28,7 +29,7 @@ def _write(out: str, checks: list[Check]) -> int:
     from replication.provenance import git_commit
 
     collect.write(out, checks, git_commit()["commit"])
-    failed = [check.name for check in checks if not check.passed]
+    failed = [check.name for check in checks if check.passed is False]
     print(
         f"wrote {out}: {len(checks)} checks" + (f", FAILED: {', '.join(failed)}" if failed else "")
     )
@@ -61,8 +62,11 @@ def _run(args: argparse.Namespace) -> int:
     from replication.report import entropy
 
     _single_thread()
-    metrics = json.loads((Path(args.run) / "metrics.json").read_text())
-    h = entropy.read(args.entropy)[metrics["dataset"]]
+    metrics = read_json(Path(args.run) / "metrics.json", "metrics file")
+    entropies = entropy.read(args.entropy)
+    if metrics.get("dataset") not in entropies:
+        raise ConfigError(f"{args.entropy} has no entropy of {metrics.get('dataset')!r}")
+    h = entropies[metrics["dataset"]]
     return _write(args.out, trained_model(Path(args.run), h["entropy"], h["se"], args.grid))
 
 
@@ -76,12 +80,21 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from replication.checks import collect
+    from replication.checks.records import failed
 
-    failed = [r["name"] for r in collect.read([args.checks]) if not r["passed"]]
-    if failed:
-        print(f"{len(failed)} analytic checks failed: {', '.join(failed)}")
+    records = collect.read([args.checks])
+    failures = [r["name"] for r in records if failed(r)]
+    skipped = sum(r["passed"] is None for r in records)
+    if failures:
+        print(f"{len(failures)} analytic checks failed: {', '.join(failures)}")
         return 1
-    print(f"all analytic checks in {args.checks} passed")
+    if skipped:
+        print(
+            f"all {len(records) - skipped} analytic checks in {args.checks} that could run "
+            f"passed ({skipped} not applicable: checks of failed runs)"
+        )
+    else:
+        print(f"all analytic checks in {args.checks} passed")
     return 0
 
 
@@ -130,7 +143,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--run", required=True, help="run folder with metrics.json and model.pt")
     run.add_argument("--entropy", required=True, help="toy entropy records (JSON)")
-    run.add_argument("--grid", type=int, default=400, help="grid points per axis for the mass")
+    run.add_argument(
+        "--grid", type=at_least(50), default=400, help="grid points per axis for the mass"
+    )
     run.add_argument("--out", required=True)
     gather = add("collect", _collect, "merge check files into checks.json and render checks.md")
     gather.add_argument("inputs", nargs="+", help="check record files")

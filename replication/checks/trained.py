@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -21,11 +20,13 @@ from pathlib import Path
 import torch
 
 from replication import config as configuration
+from replication import status as run_status
 from replication import train
-from replication.checks.records import Check, at_least, close
+from replication.checks.records import Check, at_least, close, not_applicable
 from replication.datasets import gaussian
 from replication.datasets.splits import sample
-from replication.flows.continuous import is_continuous
+from replication.flows.continuous import SolverFailure, is_continuous
+from replication.typed import read_json
 
 Z_CRITICAL = 3.29  # two-sided false-alarm rate 1e-3
 # A short run may leave some KL(p || q) > 0. At the budgets below every method ended within
@@ -87,13 +88,40 @@ def rebuilt_for_inversion(run_dir: Path) -> torch.nn.Module:
     return flow.double()
 
 
-@torch.no_grad()
+TRAINED_CHECKS = {
+    "mass": "density integrates to 1 (mass on a grid plus the samples outside it)",
+    "round_trip": "inverse(forward(x)) = x on data points, float64",
+    "nll_vs_entropy": "test NLL >= data entropy (cross-entropy >= entropy)",
+}
+
+
 def trained_model(
     run_dir: Path, entropy: float, entropy_se: float, grid_points: int = GRID_POINTS
 ) -> list[Check]:
-    """Normalisation, invertibility and NLL >= entropy for the 2D model in ``run_dir``."""
-    metrics = json.loads((run_dir / train.METRICS).read_text())
+    """Normalisation, invertibility and NLL >= entropy for the 2D model in ``run_dir``; not
+    applicable, with the reason, when the run failed (see :mod:`replication.status`)."""
+    metrics = read_json(run_dir / train.METRICS, "metrics file")
     name = f"trained/{metrics['dataset']}/{metrics['method']}/seed{metrics['seed']}"
+    status = run_status.derive(metrics)
+    if not run_status.usable(status):
+        reason = f"the run failed ({status})"
+        return [
+            not_applicable(f"{name}/{key}", known, reason) for key, known in TRAINED_CHECKS.items()
+        ]
+    try:
+        return _trained_model_checks(run_dir, metrics, name, entropy, entropy_se, grid_points)
+    except SolverFailure as failure:  # a usable run whose model the checks cannot solve: failed
+        note = f"solver failure during the check: {failure}"
+        return [
+            Check(f"{name}/{key}", known, None, None, None, False, note=note)
+            for key, known in TRAINED_CHECKS.items()
+        ]
+
+
+@torch.no_grad()
+def _trained_model_checks(
+    run_dir: Path, metrics: dict, name: str, entropy: float, entropy_se: float, grid_points: int
+) -> list[Check]:
     flow, _ = train.load_trained(run_dir)
     grid, cell = _grid(grid_points)
     mass = sum(flow.log_prob(chunk).exp().sum().item() for chunk in grid.split(10_000)) * cell

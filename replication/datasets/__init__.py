@@ -19,3 +19,14 @@ def load(config: DataConfig, seed: int) -> Dataset:
         return MnistDataset.load(config.mnist, seed)
     sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
     return ToyDataset.draw(config.name, sizes, seed)
+
+
+def check_files(config: DataConfig) -> None:
+    """ConfigError now, before anything is written, if the data's files are missing or damaged
+    (MNIST's raw files; toy data is drawn, not read). A download is left to the loader."""
+    if config.name == "mnist" and not config.mnist.download:
+        from pathlib import Path
+
+        from replication.datasets.mnist import verify_raw_files
+
+        verify_raw_files(Path(config.mnist.root).expanduser().resolve())

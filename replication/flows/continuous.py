@@ -47,7 +47,7 @@ from replication.flows.ode import (
     integrate,
 )
 from replication.flows.registry import DataShape, register
-from replication.typed import ConfigError
+from replication.typed import ConfigError, NonNegativeFloat, PositiveFloat, PositiveInt
 
 __all__ = [
     "CNFOptions", "ContinuousFlow", "FFJORDOptions", "Integration", "NFECounter",
@@ -86,9 +86,9 @@ class ContinuousFlow(Bijection):
         train: Integration,
         evaluate: Integration,
         counter: NFECounter,
-        kinetic_weight: float = 0.0,
-        jacobian_weight: float = 0.0,
-        max_nfe: int = 10_000,
+        kinetic_weight: NonNegativeFloat = 0.0,
+        jacobian_weight: NonNegativeFloat = 0.0,
+        max_nfe: PositiveInt = 10_000,
     ) -> None:
         super().__init__()
         self.dynamics = dynamics
@@ -160,17 +160,17 @@ class ContinuousOptions:
     it is faster for these small models and gives the same gradients to solver tolerance.
     """
 
-    blocks: int = 1
-    end_time: float = 0.5
+    blocks: PositiveInt = 1
+    end_time: PositiveFloat = 0.5
     learn_end_time: bool = True
     divergence: TraceChoice = "exact"
     eval_divergence: TraceChoice = "exact"
     probe: Literal["gaussian", "rademacher"] = "gaussian"
     train_solver: SolverOptions = field(default_factory=SolverOptions)
     eval_solver: SolverOptions = field(default_factory=SolverOptions)
-    kinetic_weight: float = 0.0
-    jacobian_weight: float = 0.0
-    max_nfe: int = 10_000
+    kinetic_weight: NonNegativeFloat = 0.0
+    jacobian_weight: NonNegativeFloat = 0.0
+    max_nfe: PositiveInt = 10_000
     zero_init_last: bool = False
 
 
@@ -183,9 +183,9 @@ class CNFOptions(ContinuousOptions):
     (the hypernetwork can scale the field itself).
     """
 
-    units: int = 64
-    hidden: tuple[int, ...] = (32, 32)
-    end_time: float = 1.0
+    units: PositiveInt = 64
+    hidden: tuple[PositiveInt, ...] = (32, 32)
+    end_time: PositiveFloat = 1.0
     learn_end_time: bool = False
 
 
@@ -194,7 +194,7 @@ class FFJORDOptions(ContinuousOptions):
     """FFJORD toy (Grathwohl et al. 2019, train_toy.py): concat-squash 64-64-64, tanh, 1 block,
     end time learned from 0.5, exact trace, dopri5."""
 
-    hidden: tuple[int, ...] = (64, 64, 64)
+    hidden: tuple[PositiveInt, ...] = (64, 64, 64)
     activation: Literal["tanh", "softplus"] = "tanh"
 
 
@@ -204,10 +204,10 @@ class RNODEOptions(FFJORDOptions):
     last layer, as in their runs. The end time is fixed at T = 1 as RNODE does: with both
     penalties a learned T only runs away (stretching time lowers both integrals, ~1/T)."""
 
-    kinetic_weight: float = 0.01
-    jacobian_weight: float = 0.01
+    kinetic_weight: NonNegativeFloat = 0.01
+    jacobian_weight: NonNegativeFloat = 0.01
     zero_init_last: bool = True
-    end_time: float = 1.0
+    end_time: PositiveFloat = 1.0
     learn_end_time: bool = False
 
 
@@ -236,12 +236,19 @@ def _continuous_flow(
 
 
 def check_options(options: ContinuousOptions) -> None:
-    """The option bounds every ODE flow shares (vector and image); ConfigError on the first."""
+    """The option bounds every ODE flow shares (vector and image); ConfigError on the first.
+
+    Reading a config already checks them (their fields are annotated with their ranges); this
+    guards flows built from options made in code."""
     problems = {
-        "blocks must be at least 1": options.blocks < 1,
-        "end_time must be positive": options.end_time <= 0,
-        "penalty weights must be >= 0": min(options.kinetic_weight, options.jacobian_weight) < 0,
-        "max_nfe must be at least 1": options.max_nfe < 1,
+        f"model.blocks must be >= 1, got {options.blocks}": options.blocks < 1,
+        f"model.end_time must be > 0, got {options.end_time}": not options.end_time > 0,
+        "model.kinetic_weight and model.jacobian_weight must be >= 0, got "
+        f"{options.kinetic_weight}, {options.jacobian_weight}": not min(
+            options.kinetic_weight, options.jacobian_weight
+        )
+        >= 0,
+        f"model.max_nfe must be >= 1, got {options.max_nfe}": options.max_nfe < 1,
     }
     for problem, found in problems.items():
         if found:

@@ -33,28 +33,28 @@ from replication.flows.coupling import (
 )
 from replication.flows.linear import ActNorm, DiagonalScale, InvertibleLinear
 from replication.flows.registry import DataShape, register
-from replication.typed import ConfigError
+from replication.typed import ConfigError, PositiveInt
 
 Base = Literal["normal", "logistic"]
 
 
 @dataclass(frozen=True)
 class NiceVectorOptions:
-    couplings: int = 10
-    hidden: tuple[int, ...] = (64, 64)
+    couplings: PositiveInt = 10
+    hidden: tuple[PositiveInt, ...] = (64, 64)
     base: Base = "normal"
 
 
 @dataclass(frozen=True)
 class RealNVPVectorOptions:
-    couplings: int = 10
-    hidden: tuple[int, ...] = (64, 64)
+    couplings: PositiveInt = 10
+    hidden: tuple[PositiveInt, ...] = (64, 64)
 
 
 @dataclass(frozen=True)
 class GlowVectorOptions:
-    steps: int = 10
-    hidden: tuple[int, ...] = (64, 64)
+    steps: PositiveInt = 10
+    hidden: tuple[PositiveInt, ...] = (64, 64)
 
 
 def base_distribution(name: Base, shape: DataShape) -> BaseDistribution:
@@ -67,7 +67,7 @@ def _feature_count(data_shape: DataShape, depth: int) -> int:
     if dim < 2:
         raise ConfigError(f"coupling flows need at least 2 features, got data_shape {data_shape}")
     if depth < 1:
-        raise ConfigError(f"the number of coupling layers must be at least 1, got {depth}")
+        raise ConfigError(f"model.couplings (model.steps for Glow) must be >= 1, got {depth}")
     return dim
 
 

@@ -12,6 +12,7 @@ al. 2020 do).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +20,10 @@ from torchdiffeq import odeint, odeint_adjoint
 from torchdiffeq._impl.odeint import SOLVERS
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
-from replication.typed import ConfigError, choice_error
+from replication.typed import Bounds, ConfigError, PositiveFloat, choice_error
+
+# A fraction of the rescaled time [0, 1]: 0.25 means four steps.
+StepSize = Annotated[float, Bounds(low=0, high=1, low_open=True)]
 
 # torchdiffeq's own solver table, less the SciPy wrapper: it detaches the state (no gradients).
 SOLVER_NAMES: tuple[str, ...] = tuple(name for name in SOLVERS if name != "scipy_solver")
@@ -37,13 +41,14 @@ class SolverOptions:
     Times are in the rescaled time s in [0, 1] that every continuous flow integrates over, so
     ``step_size = 0.25`` means 4 steps whatever the end time T. ``atol``/``rtol`` apply to
     adaptive methods, ``step_size`` only to fixed-grid ones. ``adjoint`` backpropagates by the
-    adjoint ODE (its solve uses the same method and tolerances).
+    adjoint ODE (its solve uses the same method and tolerances). Ranges are checked when the
+    config is read, under the key path that says which phase: ``model.train_solver.atol``.
     """
 
     method: str = "dopri5"
-    atol: float = 1e-5
-    rtol: float = 1e-5
-    step_size: float | None = None
+    atol: PositiveFloat = 1e-5
+    rtol: PositiveFloat = 1e-5
+    step_size: StepSize | None = None
     adjoint: bool = False
 
     def __post_init__(self) -> None:
@@ -56,10 +61,6 @@ class SolverOptions:
                 f"adaptive solver {self.method!r} takes atol/rtol, not step_size "
                 f"(fixed-grid solvers: {', '.join(n for n in SOLVER_NAMES if is_fixed_grid(n))})"
             )
-        if self.step_size is not None and not 0 < self.step_size <= 1:
-            raise ConfigError(f"step_size must lie in (0, 1], got {self.step_size}")
-        if self.atol <= 0 or self.rtol <= 0:
-            raise ConfigError(f"atol and rtol must be positive, got {self.atol}, {self.rtol}")
 
 
 class SolverFailure(RuntimeError):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from replication.report import TOLERANCE_BPD
-from replication.typed import ConfigError
+from replication.typed import ConfigError, at_least
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -162,7 +162,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     samples.add_argument("--run", required=True, help="run folder holding model.pt")
     samples.add_argument("--out", help="PNG to write (default RUN/samples.png)")
-    samples.add_argument("--count", type=int, default=64, help="number of samples")
+    samples.add_argument("--count", type=at_least(1), default=64, help="number of samples")
 
     tables = _add(
         commands, "tables", _tables,

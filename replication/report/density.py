@@ -45,15 +45,9 @@ def true_log_density(name: str) -> np.ndarray:
 def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, ExperimentConfig]:
     """The flow saved in ``run_dir/model.pt``, rebuilt from its saved config (on the CPU, in
     eval mode, float32), and that config."""
-    from replication import config, train
+    from replication import train
 
-    path = Path(run_dir) / train.WEIGHTS
-    if not path.is_file():
-        raise ConfigError(f"weights not found: {path} (train the run first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    experiment = config.parse(saved["config"])
-    flow = train.build_flow(experiment, experiment.data.shape)
-    flow.load_state_dict(saved["state_dict"])
+    flow, experiment = train.load_trained(run_dir)
     return flow.float().eval(), experiment
 
 

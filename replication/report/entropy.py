@@ -9,7 +9,6 @@ those check records, so the same numbers feed the toy table and the checks table
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from replication.checks import collect
 from replication.checks.entropy import toy_entropy
 from replication.datasets import toy2d
 from replication.provenance import git_commit
-from replication.typed import ConfigError, choice_error
+from replication.typed import ConfigError, choice_error, read_json
 
 PREFIX = "toy_entropy/"
 
@@ -34,14 +33,15 @@ def write(names: Sequence[str], path: str | Path) -> dict[str, dict[str, float]]
 
 def read(path: str | Path) -> dict[str, dict[str, float]]:
     """``{dataset: {"entropy": H, "se": standard error}}`` from a file written by :func:`write`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"entropy file not found: {path}")
-    return {
-        record["name"].removeprefix(PREFIX): {
-            "entropy": record["measured"],
-            "se": record["standard_error"],
+    records = read_json(path, "entropy file")
+    try:
+        return {
+            record["name"].removeprefix(PREFIX): {
+                "entropy": record["measured"],
+                "se": record["standard_error"],
+            }
+            for record in records
+            if record["name"].startswith(PREFIX)
         }
-        for record in json.loads(path.read_text())
-        if record["name"].startswith(PREFIX)
-    }
+    except (TypeError, KeyError, AttributeError):
+        raise ConfigError(f"{path} is not an entropy file written by `entropy`") from None

@@ -23,6 +23,7 @@ from matplotlib.image import imread
 from replication import atomic
 from replication.report import density
 from replication.report.samples import SAMPLES_FILE
+from replication.status import usable
 from replication.typed import ConfigError
 
 DPI = 100
@@ -32,14 +33,22 @@ TOY_FIGURE = "figures/toy_densities.png"  # relative to the report directory
 MNIST_FIGURE = "figures/mnist_samples.png"
 
 
-def shown_runs(frame: pd.DataFrame, family: str) -> dict[tuple[str, str], Path]:
+def shown_runs(frame: pd.DataFrame, family: str) -> dict[tuple[str, str], Path | None]:
     """``{(dataset, method): run folder}`` of the run each figure shows: the lowest seed that
-    finished, else the lowest seed."""
+    finished (``ok`` or ``recovered``); None when every seed failed (a blank, labelled panel)."""
     runs = frame[frame["family"] == family].copy()
-    runs["failed"] = runs["status"] != "ok"
+    runs["failed"] = ~runs["status"].map(usable)
     runs = runs.sort_values(["failed", "seed"], kind="stable")
     first = runs.drop_duplicates(["dataset", "method"])
-    return {(r.dataset, r.method): Path(r.metrics).parent for r in first.itertuples()}
+    return {
+        (r.dataset, r.method): None if r.failed else Path(r.metrics).parent
+        for r in first.itertuples()
+    }
+
+
+def _failed_panel(axes: object) -> None:
+    axes.text(0.5, 0.5, "run failed", ha="center", va="center", fontsize=8,
+              transform=axes.transAxes)  # fmt: skip
 
 
 def save_png(figure: Figure, path: str | Path) -> None:
@@ -82,6 +91,8 @@ def toy_figure(frame: pd.DataFrame, truth: Sequence[str | Path], out: str | Path
             source = truth_files.get(dataset) if column == 0 else _run_file(runs, dataset, name)
             if source is not None:
                 _density_panel(axes, *density.load(source))
+            elif column > 0 and (dataset, name) in runs:
+                _failed_panel(axes)
             if row == 0:
                 axes.set_title(name, fontsize=9)
             if column == 0:
@@ -92,7 +103,7 @@ def toy_figure(frame: pd.DataFrame, truth: Sequence[str | Path], out: str | Path
     return Path(out)
 
 
-def _run_file(runs: dict[tuple[str, str], Path], dataset: str, method: str) -> Path | None:
+def _run_file(runs: dict[tuple[str, str], Path | None], dataset: str, method: str) -> Path | None:
     folder = runs.get((dataset, method))
     return None if folder is None else folder / DENSITY_FILE
 
@@ -105,10 +116,13 @@ def mnist_figure(frame: pd.DataFrame, out: str | Path) -> Path:
     figure = Figure(figsize=(2.0 * len(runs), 2.3))
     grid = figure.subplots(1, len(runs), squeeze=False)
     for axes, ((_, method), folder) in zip(grid[0], runs.items(), strict=True):
-        path = folder / SAMPLES_FILE
-        if not path.is_file():
-            raise ConfigError(f"samples not found: {path}")
-        axes.imshow(imread(path), cmap="gray", interpolation="nearest")
+        if folder is None:
+            _failed_panel(axes)
+        else:
+            path = folder / SAMPLES_FILE
+            if not path.is_file():
+                raise ConfigError(f"samples not found: {path}")
+            axes.imshow(imread(path), cmap="gray", interpolation="nearest")
         axes.set_title(method, fontsize=10)
         axes.set_xticks([])
         axes.set_yticks([])

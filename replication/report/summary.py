@@ -9,7 +9,6 @@ end-of-training values (the mean over the last iterations, see :mod:`replication
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from replication import atomic
+from replication import status as run_status
 from replication.datasets import toy2d
-from replication.typed import ConfigError
+from replication.typed import ConfigError, read_json
 
 COLUMNS: tuple[str, ...] = (
     "profile", "family", "dataset", "method", "seed", "status", "budget",
@@ -81,7 +81,7 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
         "dataset": dataset,
         "method": metrics["method"],
         "seed": metrics["seed"],
-        "status": metrics["status"],
+        "status": run_status.derive(metrics),
         "budget": budget,
         **{key: metrics.get(key) for key in _TEST_FIELDS},
         "nfe_forward": _end(metrics.get("nfe_forward")),
@@ -113,9 +113,11 @@ def summarize(
     rows = []
     for path in paths:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"metrics file not found: {path}")
-        metrics = json.loads(path.read_text())
+        metrics = read_json(path, "metrics file")
+        if not isinstance(metrics, dict) or not {"dataset", "method", "seed", "status"} <= set(
+            metrics
+        ):
+            raise ConfigError(f"{path} is not a run's metrics file (dataset, method, seed, status)")
         family = family_of(metrics["dataset"])
         if family not in budgets:
             raise ConfigError(f"{path}: no budget given for family {family!r} (--budget)")

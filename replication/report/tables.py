@@ -20,6 +20,7 @@ import pandas as pd
 from replication import atomic
 from replication.report import TOLERANCE_BPD
 from replication.report.citations import Citations
+from replication.status import OK, usable
 
 REDUCED = "reduced budget: not comparable"
 _DASH = "–"
@@ -81,7 +82,8 @@ def caption(frame: pd.DataFrame) -> str:
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"] == "ok"]
+    """The runs whose numbers are reported: ``ok``, and ``recovered`` (flagged in status.md)."""
+    return frame[frame["status"].map(usable)]
 
 
 def _order(values: pd.Series) -> list[str]:
@@ -218,11 +220,19 @@ def mnist_table(frame: pd.DataFrame, citations: Citations, tolerance: float) -> 
 
 
 def status_table(frame: pd.DataFrame) -> str:
-    """``status.md``: the runs whose status is not ``ok``, or one line saying all finished."""
-    failed = frame[frame["status"] != "ok"]
+    """``status.md``: the runs whose status is not ``ok`` (failed, or recovered after diverging:
+    see :mod:`replication.status`), or one line saying all finished."""
+    failed = frame[frame["status"] != OK]
     head = f"# Run status\n\n{caption(frame)}\n\n"
     if failed.empty:
         return head + f"All {len(frame)} runs finished with status `ok`.\n"
+    recovered = int(failed["status"].map(usable).sum())
+    if recovered:
+        head += (
+            f"{recovered} of {len(frame)} runs diverged after their best validation and "
+            "recovered: their results (reported in the tables) are those of the weights kept "
+            "at that validation.\n\n"
+        )
     rows = [
         {
             "dataset": run.dataset,
@@ -233,7 +243,13 @@ def status_table(frame: pd.DataFrame) -> str:
         }
         for run in failed.itertuples()
     ]
-    return head + f"{len(failed)} of {len(frame)} runs did not finish:\n\n{_markdown(rows)}\n"
+    unfinished = len(failed) - recovered
+    if unfinished:
+        head += (
+            f"{unfinished} of {len(frame)} runs did not finish: no result of theirs is reported "
+            "and their analytic checks are not applicable.\n\n"
+        )
+    return head + f"Runs whose status is not `ok`:\n\n{_markdown(rows)}\n"
 
 
 def write_tables(

@@ -47,16 +47,16 @@ from replication.flows.images.layers import LogitTransform, Squeeze, check_image
 from replication.flows.images.multiscale import MultiScale
 from replication.flows.linear import ActNorm, InvertibleLinear
 from replication.flows.registry import DataShape, register
-from replication.typed import ConfigError
+from replication.typed import ConfigError, LogitAlpha, PositiveInt
 
 
 @dataclass(frozen=True)
 class GlowImageOptions:
-    levels: int = 3
-    steps: int = 32  # K flow steps per level
-    width: int = 512  # channels of the coupling networks' hidden layers
+    levels: PositiveInt = 3
+    steps: PositiveInt = 32  # K flow steps per level
+    width: PositiveInt = 512  # channels of the coupling networks' hidden layers
     prior: Literal["standard", "learned", "conditional"] = "conditional"
-    logit_alpha: float = 0.05
+    logit_alpha: LogitAlpha = 0.05
 
 
 def _coupling_net(width: int) -> Callable[[int, int], nn.Module]:

@@ -28,18 +28,18 @@ from replication.flows.discrete import Base, base_distribution
 from replication.flows.images.layers import Flatten, LogitTransform, check_image_shape
 from replication.flows.linear import DiagonalScale
 from replication.flows.registry import DataShape, register
-from replication.typed import ConfigError
+from replication.typed import ConfigError, LogitAlpha, PositiveInt
 
 
 @dataclass(frozen=True)
 class NiceImageOptions:
     """Defaults: NICE's MNIST model (REFERENCES section 3)."""
 
-    couplings: int = 4
-    hidden: tuple[int, ...] = (1000, 1000, 1000, 1000, 1000)
+    couplings: PositiveInt = 4
+    hidden: tuple[PositiveInt, ...] = (1000, 1000, 1000, 1000, 1000)
     partition: Literal["interleaved", "halves"] = "interleaved"
     base: Base = "logistic"
-    logit_alpha: float = 0.05
+    logit_alpha: LogitAlpha = 0.05
 
 
 def partition(dim: int, layer: int, kind: str) -> tuple[list[int], list[int]]:

@@ -59,7 +59,13 @@ from replication.flows.images.layers import (
 )
 from replication.flows.images.multiscale import MultiScale
 from replication.flows.registry import DataShape, register
-from replication.typed import ConfigError
+from replication.typed import (
+    ConfigError,
+    LogitAlpha,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+)
 
 
 class ConcatConvDynamics(Dynamics):
@@ -74,7 +80,7 @@ class ConcatConvDynamics(Dynamics):
     def __init__(
         self,
         shape: ImageShape,
-        hidden: tuple[int, ...] = (64, 64, 64),
+        hidden: tuple[PositiveInt, ...] = (64, 64, 64),
         activation: str = "softplus",
         zero_init_last: bool = False,
     ) -> None:
@@ -115,13 +121,13 @@ class CNFImageOptions(ContinuousOptions):
     the paper has no image model): 64 units and a 32-32 hypernetwork as in the vector ``cnf``,
     exact trace, T = 1 fixed, dopri5 at 1e-5, logit alpha 1e-6 as FFJORD's multi-scale model."""
 
-    scales: int = 3
-    blocks: int = 2  # CNF blocks before and after each squeeze, and at the last scale
-    units: int = 64
-    hidden: tuple[int, ...] = (32, 32)
-    end_time: float = 1.0
+    scales: PositiveInt = 3
+    blocks: PositiveInt = 2  # CNF blocks before and after each squeeze, and at the last scale
+    units: PositiveInt = 64
+    hidden: tuple[PositiveInt, ...] = (32, 32)
+    end_time: PositiveFloat = 1.0
     learn_end_time: bool = False
-    logit_alpha: float = 1e-6
+    logit_alpha: LogitAlpha = 1e-6
 
 
 @dataclass(frozen=True)
@@ -130,15 +136,15 @@ class FFJORDImageOptions(ContinuousOptions):
     64-64-64 with time channels, softplus, Rademacher Hutchinson trace (also at test, as
     FFJORD evaluates), learned end time from 1.0, dopri5 1e-5, logit alpha 1e-6."""
 
-    scales: int = 3
-    blocks: int = 2
-    hidden: tuple[int, ...] = (64, 64, 64)
+    scales: PositiveInt = 3
+    blocks: PositiveInt = 2
+    hidden: tuple[PositiveInt, ...] = (64, 64, 64)
     activation: Literal["tanh", "softplus"] = "softplus"
-    end_time: float = 1.0
+    end_time: PositiveFloat = 1.0
     divergence: Literal["exact", "hutchinson"] = "hutchinson"
     eval_divergence: Literal["exact", "hutchinson"] = "hutchinson"
     probe: Literal["gaussian", "rademacher"] = "rademacher"
-    logit_alpha: float = 1e-6
+    logit_alpha: LogitAlpha = 1e-6
 
 
 def _rk4_quarter() -> SolverOptions:
@@ -154,11 +160,11 @@ class RNODEImageOptions(FFJORDImageOptions):
 
     probe: Literal["gaussian", "rademacher"] = "gaussian"
     learn_end_time: bool = False
-    kinetic_weight: float = 0.01
-    jacobian_weight: float = 0.01
+    kinetic_weight: NonNegativeFloat = 0.01
+    jacobian_weight: NonNegativeFloat = 0.01
     zero_init_last: bool = True
     train_solver: SolverOptions = field(default_factory=_rk4_quarter)
-    logit_alpha: float = 1e-5
+    logit_alpha: LogitAlpha = 1e-5
 
 
 def _estimator(name: str, probe: str) -> TraceEstimator:

@@ -37,18 +37,18 @@ from replication.flows.images.layers import (
 )
 from replication.flows.images.multiscale import MultiScale
 from replication.flows.registry import DataShape, register
-from replication.typed import ConfigError
+from replication.typed import ConfigError, LogitAlpha, NonNegativeInt, PositiveInt
 
 
 @dataclass(frozen=True)
 class RealNVPImageOptions:
-    scales: int = 3
-    checkerboard: int = 3  # checkerboard couplings per non-final scale
-    channel: int = 3  # channel couplings per non-final scale, after the squeeze
-    final_checkerboard: int = 4  # checkerboard couplings of the last scale
-    features: int = 64
-    blocks: int = 8
-    logit_alpha: float = 0.05
+    scales: PositiveInt = 3
+    checkerboard: NonNegativeInt = 3  # checkerboard couplings per non-final scale
+    channel: NonNegativeInt = 3  # channel couplings per non-final scale, after the squeeze
+    final_checkerboard: PositiveInt = 4  # checkerboard couplings of the last scale
+    features: PositiveInt = 64
+    blocks: NonNegativeInt = 8
+    logit_alpha: LogitAlpha = 0.05
 
 
 def _conditioner(options: RealNVPImageOptions) -> Callable[[int, int], nn.Module]:
