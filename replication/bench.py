@@ -13,6 +13,7 @@ configs measured side by side in one run, by their medians.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from tabulate import tabulate
 from replication import atomic, config, precision, provenance
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
+from replication.flows.augmented import DensityField, RegularisedField
+from replication.flows.continuous import ContinuousFlow, solver_statistics
 from replication.train import build_flow, make_optimizer, seed_everything, train_step
 from replication.typed import ConfigError
 
@@ -61,16 +64,45 @@ def _measure_block(
     rows = []
     for _ in range(iterations):
         batch = data.train_batch(experiment.train.batch_size, generator)
+        before = solver_statistics(flow)
         wall, cpu = time.perf_counter(), time.process_time()
         step = train_step(flow, optimizer, batch, experiment.train.grad_clip)
         step.update(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu)
+        step.update({k: v - before[k] for k, v in solver_statistics(flow).items()})
         rows.append(step)
     keys = ("wall", "cpu", "forward_seconds", "backward_seconds", "nfe_forward", "nfe_backward")
-    return {key: statistics.median(row[key] for row in rows) for key in keys}
+    medians = {key: statistics.median(row[key] for row in rows) for key in keys}
+    # Where the forward evaluations went, per solve, as means (they are small integers).
+    solves = sum(row["solves"] for row in rows)
+    for key in ("initial", "accepted", "rejected"):
+        medians[key] = sum(row[key] for row in rows) / solves if solves else None
+    return medians
+
+
+def evaluation_ms(flow: torch.nn.Module, batch: torch.Tensor, repeats: int = 20) -> float | None:
+    """Median milliseconds of one isolated evaluation of each ODE block's training field (the
+    dynamics with its divergence) at the batch, forward and backward, averaged over blocks."""
+    blocks = [m for m in flow.modules() if isinstance(m, ContinuousFlow)]
+    if not blocks:
+        return None
+    costs = []
+    for block in blocks:
+        field = RegularisedField if block.kinetic_weight or block.jacobian_weight else DensityField
+        rhs, state = block.right_hand_side(field, batch.reshape(len(batch), -1), extra=2 * (
+            field is RegularisedField))  # fmt: skip
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            rhs(torch.tensor(0.5), state).sum().backward()
+            times.append(time.perf_counter() - started)
+        costs.append(statistics.median(times))
+    flow.zero_grad(set_to_none=True)
+    return 1000 * statistics.fmean(costs)
 
 
 def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = ()) -> dict:
     """Benchmark the config at ``path``; returns medians and spreads in milliseconds."""
+    load_start = os.getloadavg()
     extra = [f"train.batch_size={settings.batch_size}"] if settings.batch_size else []
     # The data only feeds minibatches here: a small training split is drawn quickly.
     experiment = config.load(path, ("data.train_size=10000", "threads=1", *extra, *overrides))
@@ -87,6 +119,7 @@ def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = 
         _measure_block(flow, optimizer, data, experiment, generator, settings.iterations)
         for _ in range(settings.repeats)
     ]
+    cost = evaluation_ms(flow, data.train_batch(experiment.train.batch_size, generator))
     ms = {key: _spread([1000 * b[key] for b in blocks]) for key in ("wall", "cpu")}
     forward_ms = statistics.median(1000 * b["forward_seconds"] for b in blocks)
     nfe_forward = statistics.median(b["nfe_forward"] for b in blocks)
@@ -104,11 +137,29 @@ def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = 
         "nfe_backward": statistics.median(b["nfe_backward"] for b in blocks),
         "ms_per_evaluation": forward_ms / nfe_forward if nfe_forward else None,
         "iteration_ms_per_evaluation": (ms["wall"]["median"] / nfe_total if nfe_total else None),
+        "evaluations_per_solve": {
+            key: statistics.median(b[key] for b in blocks) if blocks[0][key] is not None else None
+            for key in ("initial", "accepted", "rejected")
+        },
+        "evaluation_ms": cost,
+        # Iteration time over what its evaluations alone cost: 1 would mean no overhead at all.
+        "overhead_ratio": ms["wall"]["median"] / (nfe_total * cost) if cost and nfe_total else None,
+        "load_average": {"start": list(load_start), "end": list(os.getloadavg())},
     }
 
 
 def _optional(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
+
+
+def _per_solve(split: dict) -> str:
+    if split["initial"] is None:
+        return ""
+    return f"{split['initial']:.2f} / {split['accepted']:.2f} / {split['rejected']:.2f}"
+
+
+def _load(load: dict) -> str:
+    return f"{load['start'][0]:.1f}-{load['end'][0]:.1f}"
 
 
 def _with_spread(values: dict) -> str:
@@ -125,13 +176,23 @@ def markdown(results: list[dict], settings: BenchSettings) -> str:
             f"{r['nfe_forward']:g}", f"{r['nfe_backward']:g}",
             _optional(r["ms_per_evaluation"]),
             _optional(r["iteration_ms_per_evaluation"]),
+            _per_solve(r["evaluations_per_solve"]),
+            _optional(r["evaluation_ms"]), _optional(r["overhead_ratio"]),
+            _load(r["load_average"]),
         ]
         for r in results
     ]  # fmt: skip
     headers = ["config", "method", "batch", "params", "ms/iter (min-max)", "CPU ms/iter",
                "forward ms", "backward ms", "NFE fwd", "NFE bwd", "forward ms/NFE",
-               "iteration ms/NFE"]  # fmt: skip
+               "iteration ms/NFE", "per solve: start evals / accepted / rejected steps",
+               "eval ms (fwd+bwd)", "overhead ratio", "load (start-end)"]  # fmt: skip
     caption = (
+        "Per solve: evaluations spent before the first step (the initial derivative and, "
+        "unless warm-started, the step-size estimate), then accepted and rejected steps (each "
+        "step costs the solver's stages, 6 new evaluations for dopri5). eval ms: one isolated "
+        "evaluation of the ODE field (dynamics and divergence), forward and backward; overhead "
+        "ratio: iteration time / (NFE x eval ms), 1 meaning nothing but evaluations. load: the "
+        "machine's 1-minute load average when each config started and ended. "
         f"Training-iteration cost, one thread, median of {settings.repeats} blocks of "
         f"{settings.iterations} iterations after {settings.warmup} warm-up iterations "
         "(spread: min-max of the block medians). forward ms/NFE: forward time per forward "

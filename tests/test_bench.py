@@ -25,6 +25,21 @@ def test_bench_writes_json_and_markdown(tmp_path):
     assert continuous["iteration_ms_per_evaluation"] > 0 and record["provenance"]["commit"]
     table = (tmp_path / "bench.md").read_text()
     assert "| realnvp" in table and "one thread" in table
+    assert continuous["evaluation_ms"] > 0 and continuous["overhead_ratio"] > 0
+    assert discrete["evaluation_ms"] is None and discrete["overhead_ratio"] is None
+    assert all(len(r["load_average"]["start"]) == 3 for r in results)
+
+
+def test_bench_splits_an_adaptive_solve_into_its_evaluations(tmp_path):
+    """rk4 has 4 evaluations per step and no estimate; dopri5's forward NFE is its initial
+    evaluations plus 6 per step, accepted or rejected."""
+    settings = bench.BenchSettings(batch_size=64, iterations=2, repeats=1, warmup=0)
+    adaptive = "model.train_solver={method: dopri5, atol: 1.0e-3, rtol: 1.0e-3}"
+    (result,) = bench.run([CONFIGS / "ffjord.yaml"], settings, tmp_path, (adaptive,))
+    split = result["evaluations_per_solve"]
+    assert split["initial"] == 2  # f(t0) and the first-step estimate
+    steps = split["accepted"] + split["rejected"]
+    assert result["nfe_forward"] == pytest.approx(split["initial"] + 6 * steps)
 
 
 def test_no_warmup_is_allowed_and_bad_settings_are_config_errors(tmp_path):

@@ -162,7 +162,8 @@ class AugmentedField(nn.Module, ABC):
     Built once per solve: it holds that solve's divergence (and probe) and evaluation meter.
     ``callback_step`` (and its adjoint twin) is torchdiffeq's per-step hook; it turns a step
     size underflow into :class:`~replication.flows.ode.SolverUnderflow`, also during the
-    adjoint solve inside ``loss.backward()``.
+    adjoint solve inside ``loss.backward()``. The accept/reject hooks of the primal solve tell
+    the meter where its evaluations went, and which first step it accepted.
     """
 
     def __init__(
@@ -176,7 +177,13 @@ class AugmentedField(nn.Module, ABC):
         self.dim = dynamics.dim
 
     def callback_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
-        self.meter.check_step(t0, dt)
+        self.meter.step(t0, dt)
+
+    def callback_accept_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self.meter.accepted(dt)
+
+    def callback_reject_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self.meter.rejected()
 
     def callback_step_adjoint(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
         self.meter.check_step(t0, dt)

@@ -17,6 +17,7 @@ flow; :func:`function_evaluations` reads it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -98,6 +99,10 @@ class ContinuousFlow(Bijection):
         self.kinetic_weight = kinetic_weight
         self.jacobian_weight = jacobian_weight
         self.max_nfe = max_nfe
+        if train.solver.warm_start:
+            # The first step the last training solve accepted (NaN: none yet). A buffer, so
+            # checkpoints carry it and a resumed run solves exactly as an uninterrupted one.
+            self.register_buffer("first_step", torch.tensor(math.nan))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         state = self._solve(DensityField, x, extra=0, times=(0.0, 1.0))
@@ -117,15 +122,41 @@ class ContinuousFlow(Bijection):
         weighted = self.kinetic_weight * kinetic + self.jacobian_weight * jacobian
         return state[:, :dim], state[:, dim], Penalty(kinetic, jacobian, weighted)
 
+    def right_hand_side(
+        self, field: type[AugmentedField], x: Tensor, extra: int = 0
+    ) -> tuple[AugmentedField, Tensor]:
+        """The field one solve from ``x`` integrates (for the current mode's divergence), and
+        its initial packed state ``[x | 0 ...]``; the benchmark times it on its own."""
+        phase = self.phases[self.training]
+        meter = SolveMeter(self.counter, self.max_nfe)
+        rhs = field(self.dynamics, self.end_time, phase.divergence.start(x), meter)
+        return rhs, torch.cat([x, x.new_zeros(x.shape[0], 1 + extra)], dim=1)
+
     def _solve(
         self, field: type[AugmentedField], x: Tensor, extra: int, times: tuple[float, float]
     ) -> Tensor:
         """Solve the augmented ODE from ``[x | 0 ...]`` over ``times``; the packed end state."""
         phase = self.phases[self.training]
-        meter = SolveMeter(self.counter, self.max_nfe)
-        rhs = field(self.dynamics, self.end_time, phase.divergence.start(x), meter)
-        state = torch.cat([x, x.new_zeros(x.shape[0], 1 + extra)], dim=1)
-        return integrate(rhs, state, x.new_tensor(times), phase.solver)
+        rhs, state = self.right_hand_side(field, x, extra)
+        meter = rhs.meter
+        warm = self.training and phase.solver.warm_start and times[0] < times[1]
+        first_step = float(self.first_step) if warm else math.nan
+        end = integrate(
+            rhs, state, x.new_tensor(times), phase.solver,
+            first_step=None if math.isnan(first_step) else first_step,
+        )  # fmt: skip
+        if warm and meter.largest_accepted is not None:  # a step past the end counts as one to it
+            self.first_step.fill_(min(meter.largest_accepted, times[1] - times[0]))
+        return end
+
+
+def solver_statistics(flow: nn.Module) -> dict[str, int]:
+    """Where the evaluations of ``flow``'s primal adaptive solves went so far: solves, evaluations
+    before the first step, accepted and rejected steps (one counter per flow, shared by its
+    blocks). Differences around a step give that step's figures."""
+    counters = {id(m.counter): m.counter for m in flow.modules() if isinstance(m, ContinuousFlow)}
+    keys = ("solves", "initial", "accepted", "rejected")
+    return {key: sum(getattr(c, key) for c in counters.values()) for key in keys}
 
 
 def is_continuous(flow: nn.Module) -> bool:
@@ -249,6 +280,11 @@ def check_options(options: ContinuousOptions) -> None:
         )
         >= 0,
         f"model.max_nfe must be >= 1, got {options.max_nfe}": options.max_nfe < 1,
+        # Test NFE and NLL are compared with the papers: evaluation solves as FFJORD's code did.
+        "model.eval_solver must control its steps as FFJORD's code did (norm: max, warm_start: "
+        "false, land_on_end: false); only model.train_solver may change them": not (
+            options.eval_solver.is_ffjords_controller()
+        ),
     }
     for problem, found in problems.items():
         if found:

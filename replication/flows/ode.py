@@ -11,8 +11,9 @@ al. 2020 do).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +25,10 @@ from replication.typed import Bounds, ConfigError, PositiveFloat, choice_error
 
 # A fraction of the rescaled time [0, 1]: 0.25 means four steps.
 StepSize = Annotated[float, Bounds(low=0, high=1, low_open=True)]
+
+# The fields define torchdiffeq's accept/reject callbacks (step statistics of adaptive solves);
+# fixed-grid solvers have no such steps and would warn about them on every run.
+warnings.filterwarnings("ignore", message=r"Solver '\w+' does not support callbacks")
 
 # torchdiffeq's own solver table, less the SciPy wrapper: it detaches the state (no gradients).
 SOLVER_NAMES: tuple[str, ...] = tuple(name for name in SOLVERS if name != "scipy_solver")
@@ -50,6 +55,16 @@ class SolverOptions:
     rtol: PositiveFloat = 1e-5
     step_size: StepSize | None = None
     adjoint: bool = False
+    # Error norm of adaptive steps: "max" = max(RMS(z), RMS(logdet)), what FFJORD's code did
+    # (torchdiffeq's norm of a (z, logdet) tuple at the time); "rms" = one RMS over [z | logdet].
+    norm: Literal["max", "rms"] = "max"
+    # Start each training solve with the largest step the previous one accepted, instead of
+    # estimating a first step (an evaluation, and a first step far too small to keep).
+    warm_start: bool = False
+    # Never step past the end of the interval (torchdiffeq's step_t): torchdiffeq otherwise
+    # takes the last step as large as the controller proposes and interpolates back, and such
+    # overshooting steps are often rejected.
+    land_on_end: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in SOLVER_NAMES:
@@ -61,6 +76,15 @@ class SolverOptions:
                 f"adaptive solver {self.method!r} takes atol/rtol, not step_size "
                 f"(fixed-grid solvers: {', '.join(n for n in SOLVER_NAMES if is_fixed_grid(n))})"
             )
+        if is_fixed_grid(self.method) and not self.is_ffjords_controller():
+            raise ConfigError(
+                f"norm, warm_start and land_on_end apply to adaptive solvers only, not "
+                f"{self.method!r}"
+            )
+
+    def is_ffjords_controller(self) -> bool:
+        """Whether adaptive steps are controlled as FFJORD's code did (the defaults)."""
+        return self.norm == "max" and not self.warm_start and not self.land_on_end
 
 
 class SolverFailure(RuntimeError):
@@ -89,6 +113,13 @@ class NFECounter:
 
     def __init__(self) -> None:
         self.count = 0
+        # Where the evaluations of primal (not adjoint) adaptive solves went: evaluations before
+        # the first step (the initial derivative and, without a warm start, the step-size
+        # estimate), accepted and rejected steps.
+        self.solves = 0
+        self.initial = 0
+        self.accepted = 0
+        self.rejected = 0
 
 
 class SolveMeter:
@@ -104,6 +135,24 @@ class SolveMeter:
         self.counter = counter
         self.max_nfe = max_nfe
         self.tallies = [0, 0]
+        self.largest_accepted: float | None = None  # the primal solve's largest accepted step
+        self.started = False
+
+    def step(self, t0: Tensor, dt: Tensor) -> None:
+        """Before each step of the primal solve (torchdiffeq's ``callback_step``)."""
+        self.check_step(t0, dt)
+        if not self.started:  # the evaluations so far were spent choosing the first step
+            self.started = True
+            self.counter.solves += 1
+            self.counter.initial += self.tallies[int(torch.is_grad_enabled())]
+
+    def accepted(self, dt: Tensor) -> None:
+        self.counter.accepted += 1
+        step = abs(float(dt.detach()))
+        self.largest_accepted = max(step, self.largest_accepted or 0.0)
+
+    def rejected(self) -> None:
+        self.counter.rejected += 1
 
     def tick(self) -> None:
         self.counter.count += 1
@@ -130,30 +179,48 @@ _UNDERFLOW = (
 
 
 class DensityNorm:
-    """Error norm of a packed state ``[z | logdet | extra...]``: max(RMS(z), RMS(logdet)).
+    """Error norm of a packed state ``[z | logdet | extra...]``: max(RMS(z), RMS(logdet)), or
+    with ``joint`` one RMS over ``[z | logdet]``.
 
     Columns after ``dim + 1`` (regularisation integrals) are ignored, so they never shrink the
     step (Finlay et al. 2020 exclude them from step-size control).
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, joint: bool = False) -> None:
         self.dim = dim
+        self.joint = joint
 
     def __call__(self, state: Tensor) -> Tensor:
+        if self.joint:
+            return state[:, : self.dim + 1].square().mean().sqrt()
         z, logdet = state[:, : self.dim], state[:, self.dim]
         return torch.maximum(z.square().mean().sqrt(), logdet.square().mean().sqrt())
 
 
-def integrate(field: nn.Module, state: Tensor, times: Tensor, solver: SolverOptions) -> Tensor:
+def integrate(
+    field: nn.Module,
+    state: Tensor,
+    times: Tensor,
+    solver: SolverOptions,
+    first_step: float | None = None,
+) -> Tensor:
     """Solve ``d state/ds = field(s, state)`` from ``times[0]`` to ``times[-1]``; the end state.
 
-    ``state`` is packed ``[z | logdet | extra...]`` with ``z`` of width ``field.dim``. Solver
-    assertions become :class:`SolverFailure` subclasses.
+    ``state`` is packed ``[z | logdet | extra...]`` with ``z`` of width ``field.dim``. An
+    adaptive solve starts with ``first_step`` when given, else estimates it. Solver assertions
+    become :class:`SolverFailure` subclasses.
     """
+    adjoint: dict = {}
     if is_fixed_grid(solver.method):
         options: dict = {"step_size": solver.step_size}
     else:
-        options = {"norm": DensityNorm(field.dim)}
+        options = {"norm": DensityNorm(field.dim, joint=solver.norm == "rms")}
+        if first_step is not None:
+            options["first_step"] = first_step
+        if solver.land_on_end:
+            options["step_t"] = times
+        # The adjoint solve keeps torchdiffeq's defaults: its own norm and step estimate.
+        adjoint = {"adjoint_options": {}} if solver.adjoint else {}
     solve = odeint_adjoint if solver.adjoint else odeint
     try:
         path = solve(
@@ -164,6 +231,7 @@ def integrate(field: nn.Module, state: Tensor, times: Tensor, solver: SolverOpti
             atol=solver.atol,
             method=solver.method,
             options=options,
+            **adjoint,
         )
     except AssertionError as error:
         failure = _failure(str(error))
