@@ -186,7 +186,7 @@ def test_determinism_of_a_short_run(tmp_path):
 
 
 def test_paper_cost_projects_the_budget_and_the_report_renders(tmp_path):
-    path = gpu_check.MNIST_CONFIGS / "nice-cpu.yaml"
+    path = gpu_check.TOY_CONFIGS / "nice.yaml"  # no MNIST files needed; the same code path
     cost = gpu_check.paper_cost("cpu", path, seeds=3, iterations=1)
     expected = cost["seconds_per_iteration"] * cost["iterations"] * 3 / 3600
     assert cost["projected_hours"] == pytest.approx(expected) and expected > 0
@@ -215,7 +215,7 @@ def test_paper_cost_projects_the_budget_and_the_report_renders(tmp_path):
         },
     }
     text = gpu_check.markdown(report)
-    assert "config/experiments/mnist/nice-cpu.yaml" in text and "projected GPU-hours" in text
+    assert "config/experiments/toy/nice.yaml" in text and "projected GPU-hours" in text
     cpu_only = {key: report[key] for key in ("devices", "tests", "seconds", "provenance")}
     assert "**not checked**" in gpu_check.markdown(cpu_only)
 
