@@ -79,3 +79,27 @@ def test_no_file_cites_a_reference_outside_the_repository():
     ]
     citing = [str(p.relative_to(ROOT)) for p in texts if "REFERENCES" in p.read_text()]
     assert not citing
+
+
+def test_the_paper_profiles_runs_are_the_paper_configs():
+    """What rules/common.smk passes to a paper-profile MNIST job (data name, seed, device,
+    threads and any overrides) leaves the protocol digest of the paper config unchanged, so
+    those runs get a verdict; the default profile's CPU configs do not."""
+    cited = citations.load(ROOT / "config" / "citations.yaml", "mnist").methods
+    for profile, judged in (("paper", True), ("default", False)):
+        spec = yaml.safe_load((ROOT / "config" / "profiles" / f"{profile}.yaml").read_text())
+        family = spec["families"]["mnist"]
+        for entry in family["methods"]:
+            run = config.load(
+                ROOT / entry["config"],
+                (
+                    *family["overrides"],
+                    *entry.get("overrides", []),
+                    "data.name=mnist",
+                    "seed=2",
+                    f"device={spec['device']}",
+                    f"threads={family['threads']}",
+                ),
+            )
+            paper = config.load(cited[entry["method"]].config)
+            assert (run.protocol_digest() == paper.protocol_digest()) is judged, entry

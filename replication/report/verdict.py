@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import pandas as pd
 
@@ -50,6 +51,7 @@ class Verdict:
     interval: str = _DASH  # the 95% interval of our mean
 
 
+@cache
 def t_quantile(probability: float, dof: int) -> float:
     """The ``probability`` quantile (> 0.5) of Student's t with ``dof`` degrees of freedom, by
     bisection on its CDF, integrated from the density with Simpson's rule (no SciPy needed)."""
