@@ -117,9 +117,9 @@ def test_momentum_ramps_linearly_and_rmsprop_takes_it():
     assert "momentum_buffer" in optimizer.state[parameter]
 
 
-def test_nice_protocol_run_is_reproducible_and_resumes(tmp_path):
-    """RMSProp with a momentum ramp crossing the checkpoint, exponential decay: same numbers
-    twice, and the same numbers after an interruption."""
+def test_nice_protocol_run_is_reproducible_and_resumes(tmp_path, monkeypatch):
+    """RMSProp with a momentum ramp crossing the checkpoint at iteration 100, exponential
+    decay: the same numbers twice, and the same numbers after an interruption there."""
     protocol = {
         "optimizer": "rmsprop", "momentum": 0.5, "momentum_ramp": [60, 120],
         "lr_decay": "exponential", "lr_decay_factor": 1.001, "lr_floor": 1e-4,
@@ -129,6 +129,21 @@ def test_nice_protocol_run_is_reproducible_and_resumes(tmp_path):
     second = train.run(run, tmp_path / "b", progress=False)
     assert first["status"] == "ok" and first["best_val_nll"] < first["val_curve"][0]["val_nll"]
     assert without_timings(first) == without_timings(second)
+
+    original, calls = train.save_checkpoint, {"n": 0}
+
+    def save_then_stop(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:  # the checkpoint at iteration 100
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(run, tmp_path / "c", progress=False)
+    monkeypatch.setattr(train, "save_checkpoint", original)
+    resumed = train.run(run, tmp_path / "c", progress=False)
+    assert without_timings(resumed) == without_timings(first)
 
 
 @pytest.mark.parametrize(
