@@ -7,6 +7,7 @@ rule paper_budget:
         bench=PAPER_BENCH,
         citations=CITATIONS,
         configs=PAPER_CONFIGS,
+        unmeasured=PAPER_UNMEASURED,
     output:
         PAPER_BUDGET,
     log:
@@ -21,7 +22,8 @@ rule paper_budget:
         "../envs/replication.yaml"
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication paper-budget "
-        "--bench {input.bench:q} --citations {input.citations:q} --out {output:q} > {log:q} 2>&1"
+        "--bench {input.bench:q} --citations {input.citations:q} "
+        "--unmeasured {input.unmeasured:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule tables:

@@ -127,3 +127,12 @@ def test_a_measurement_of_another_config_is_not_used(tmp_path):
     bench.write_text(json.dumps(record))
     rows = {r["method"]: r for r in budget.project(citations.load(CITATIONS, "mnist"), [bench])}
     assert rows["rnode"]["status"] == budget.NOT_MEASURED
+
+
+def test_an_unmeasured_config_shows_its_reason(tmp_path):
+    reasons = tmp_path / "unmeasured.yaml"
+    reasons.write_text("glow: too large for this machine\n")
+    rows = budget.project(citations.load(CITATIONS, "mnist"), [], budget.read_reasons(reasons))
+    (glow,) = [row for row in rows if row["method"] == "glow"]
+    assert glow["status"] == "not measured: too large for this machine"
+    assert "not measured: too large for this machine" in tables.budget_table(rows)

@@ -17,6 +17,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from replication import atomic, config
 from replication.report.citations import Citations
 from replication.typed import ConfigError
@@ -45,10 +47,12 @@ def _measurements(bench_paths: Sequence[str | Path]) -> dict[str, dict]:
     return found
 
 
-def project(citations: Citations, bench_paths: Sequence[str | Path]) -> list[dict]:
+def project(
+    citations: Citations, bench_paths: Sequence[str | Path], reasons: dict[str, str] | None = None
+) -> list[dict]:
     """Per method with a paper config, in the citations' order: its measured cost and the
-    projected paper-budget time."""
-    measured = _measurements(bench_paths)
+    projected paper-budget time; ``reasons`` say why a method could not be measured."""
+    measured, reasons = _measurements(bench_paths), reasons or {}
     rows = []
     for method, cited in citations.methods.items():
         if cited.config is None:
@@ -62,7 +66,8 @@ def project(citations: Citations, bench_paths: Sequence[str | Path]) -> list[dic
             "iterations": iterations,
         }
         if found is None:
-            rows.append({**row, "status": NOT_MEASURED})
+            why = reasons.get(method)
+            rows.append({**row, "status": f"{NOT_MEASURED}: {why}" if why else NOT_MEASURED})
             continue
         seconds = found["result"]["iteration_ms"]["median"] / 1000
         rows.append(
@@ -80,8 +85,23 @@ def project(citations: Citations, bench_paths: Sequence[str | Path]) -> list[dic
     return rows
 
 
-def write(citations: Citations, bench_paths: Sequence[str | Path], out: str | Path) -> list[dict]:
-    rows = project(citations, bench_paths)
+def read_reasons(path: str | Path | None) -> dict[str, str]:
+    """``{method: why it was not measured}`` from a YAML mapping; empty without a file."""
+    if path is None:
+        return {}
+    raw = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise ConfigError(f"{path}: expected a mapping of method to reason")
+    return raw
+
+
+def write(
+    citations: Citations,
+    bench_paths: Sequence[str | Path],
+    out: str | Path,
+    reasons: dict[str, str] | None = None,
+) -> list[dict]:
+    rows = project(citations, bench_paths, reasons)
     atomic.write_json(out, {"paper_budgets": rows})
     return rows
 

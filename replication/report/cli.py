@@ -112,7 +112,8 @@ def _render(args: argparse.Namespace) -> int:
 def _paper_budget(args: argparse.Namespace) -> int:
     from replication.report import budget, citations
 
-    rows = budget.write(citations.load(args.citations, "mnist"), args.bench, args.out)
+    cited = citations.load(args.citations, "mnist")
+    rows = budget.write(cited, args.bench, args.out, budget.read_reasons(args.unmeasured))
     measured = [row["method"] for row in rows if row["status"] == "measured"]
     print(f"wrote {args.out}: measured {', '.join(measured) or 'none'} of {len(rows)} configs")
     return 0
@@ -240,4 +241,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     paper_budget.add_argument("--bench", nargs="*", default=[], help="bench.json files")
     paper_budget.add_argument("--citations", required=True, help="published numbers YAML")
+    paper_budget.add_argument(
+        "--unmeasured", help="YAML mapping method -> why its paper config was not measured"
+    )
     paper_budget.add_argument("--out", required=True, help="JSON file to write")
