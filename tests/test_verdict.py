@@ -96,6 +96,7 @@ def _bench_file(tmp_path: Path, method: str, seconds: float) -> Path:
                 "resolved": config.load(paper).to_dict(),
                 "batch_size": 200,
                 "iteration_ms": {"median": 1000 * seconds},
+                "cpu_ms": {"median": 900 * seconds},
             }
         ],
         "provenance": {"commit": "abc", "device": {"name": "x86_64"}},

@@ -75,6 +75,8 @@ def project(
                 **row,
                 "status": "measured",
                 "seconds_per_iteration": seconds,
+                # CPU time of the process: what the step costs when it has a core to itself.
+                "cpu_seconds_per_iteration": found["result"]["cpu_ms"]["median"] / 1000,
                 "projected_hours": seconds * iterations / 3600,
                 "batch_size": found["result"]["batch_size"],
                 "threads": 1,

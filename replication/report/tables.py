@@ -233,6 +233,7 @@ def budget_table(budget: list[dict]) -> str:
                 "iterations": f"{row['iterations']:,}",
                 "batch": str(row.get("batch_size", _DASH)),
                 "s/iter": _seconds(row["seconds_per_iteration"]) if measured else row["status"],
+                "CPU s/iter": _seconds(row["cpu_seconds_per_iteration"]) if measured else _DASH,
                 "projected training (h)": _number(row["projected_hours"], 1) if measured else _DASH,
                 "measured on": f"{machine['cpu']}, {row['threads']} thread, "
                 f"{machine['cpu_count']} cores, load {load['before'][0]:.1f} → "
@@ -242,9 +243,10 @@ def budget_table(budget: list[dict]) -> str:
             }
         )
     return (
-        "**Paper budgets** (config/experiments/mnist/*-paper.yaml): median seconds per "
-        "training iteration of each paper config measured with `python -m replication bench` "
-        "at the config's batch size, and the projected time of the config's full training "
+        "**Paper budgets** (config/experiments/mnist/*-paper.yaml): median wall-clock "
+        "seconds per training iteration of each paper config measured with `python -m "
+        "replication bench` at the config's batch size (and the process's CPU seconds, which "
+        "a busy machine does not inflate), and the projected time of the config's full training "
         "budget (seconds per iteration x iterations; validation and test not included). "
         "Continuous flows were timed at initialisation, where adaptive solvers need the "
         "fewest function evaluations, so their projection is a lower bound. The machine is "
