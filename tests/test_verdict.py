@@ -90,7 +90,7 @@ def test_committed_cpu_runs_are_not_comparable():
 def _bench_file(tmp_path: Path, method: str, seconds: float) -> Path:
     paper = ROOT / f"config/experiments/mnist/{method}-paper.yaml"
     record = {
-        "settings": {"iterations": 2},
+        "settings": {"iterations": 2, "repeats": 1, "warmup": 1},
         "results": [
             {
                 "resolved": config.load(paper).to_dict(),
