@@ -126,6 +126,9 @@ def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = 
     nfe_total = nfe_forward + statistics.median(b["nfe_backward"] for b in blocks)
     return {
         "config": str(path),
+        # The config as a run of it resolves (without the benchmark's own overrides), so that
+        # a reader can tell whether a measurement still belongs to the current file.
+        "resolved": config.load(path, overrides).to_dict(),
         "method": experiment.model.method,
         "batch_size": experiment.train.batch_size,
         "params": sum(p.numel() for p in flow.parameters()),
@@ -202,11 +205,22 @@ def markdown(results: list[dict], settings: BenchSettings) -> str:
     return caption + "\n\n" + tabulate(rows, headers, tablefmt="github") + "\n"
 
 
+def cpu_model() -> str | None:
+    """The processor's name as Linux reports it (``/proc/cpuinfo``), or None elsewhere."""
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return None
+    for line in info.read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
 def run(
     paths: list[Path], settings: BenchSettings, out_dir: Path, overrides: tuple[str, ...] = ()
 ) -> list[dict]:
     """Benchmark every config in turn; write ``bench.json`` and ``bench.md`` to ``out_dir``."""
-    results = []
+    results, load_before = [], os.getloadavg()
     for path in paths:
         results.append(bench_one(path, settings, overrides))
         print(f"{path}: {results[-1]['iteration_ms']['median']:.2f} ms/iter", flush=True)
@@ -214,6 +228,10 @@ def run(
         "settings": vars(settings),
         "results": results,
         "provenance": provenance.record(torch.device("cpu")),
+        # The machine is shared: its load (1, 5, 15-minute averages) says how busy it was.
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
     }
     atomic.write_json(out_dir / "bench.json", record)
     atomic.write_text(out_dir / "bench.md", markdown(results, settings))

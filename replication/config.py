@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +76,47 @@ class TrainConfig:
     lr: PositiveFloat = 1e-3
     weight_decay: NonNegativeFloat = 0.0
     warmup_iterations: NonNegativeInt = 0  # linear learning-rate warm-up from 0
-    lr_decay: Literal["none", "cosine"] = "none"
+    # "exponential": the rate is divided by lr_decay_factor after every update, down to lr_floor
+    # (NICE's schedule); "cosine": down to zero at the last iteration.
+    lr_decay: Literal["none", "cosine", "exponential"] = "none"
     grad_clip: PositiveFloat | None = None  # max gradient norm; None disables clipping
     eval_every: PositiveInt = 500  # validate (and checkpoint) every this many iterations
+    # Added with NICE's protocol (see replication/optim.py); at these defaults a config means
+    # what it meant before they existed, and its digest is unchanged (LATER_DEFAULTS).
+    optimizer: Literal["adam", "adamax", "rmsprop"] = "adam"
+    momentum: float = 0.0  # rmsprop only: the momentum reached at the end of momentum_ramp
+    momentum_ramp: tuple[int, int] = (0, 0)  # iterations over which momentum rises from 0
+    lr_decay_factor: float = 1.0
+    lr_floor: float = 0.0
+
+    def __post_init__(self) -> None:
+        for problem, found in self._problems().items():
+            if found:
+                raise ConfigError(problem)
+
+    def _problems(self) -> dict[str, bool]:
+        """Each range the later options must lie in, and whether they do not (NaN and inf
+        never do); the annotated fields are checked when the config is read."""
+        finite = {key: math.isfinite(getattr(self, key)) for key in _FLOATS}
+        start, end = self.momentum_ramp
+        return {
+            f"train.momentum must lie in [0, 1), got {self.momentum}": not (
+                finite["momentum"] and 0 <= self.momentum < 1
+            ),
+            f"train.momentum applies to train.optimizer rmsprop only, got {self.optimizer!r} "
+            f"with momentum {self.momentum}": self.momentum > 0 and self.optimizer != "rmsprop",
+            f"train.momentum_ramp must be [start, end] with 0 <= start <= end, "
+            f"got {list(self.momentum_ramp)}": not 0 <= start <= end,
+            f"train.lr_decay_factor must be a finite number >= 1, got {self.lr_decay_factor}": not (
+                finite["lr_decay_factor"] and self.lr_decay_factor >= 1
+            ),
+            f"train.lr_floor must lie in [0, train.lr = {self.lr}], got {self.lr_floor}": not (
+                finite["lr_floor"] and 0 <= self.lr_floor <= self.lr
+            ),
+        }
+
+
+_FLOATS = ("momentum", "lr_decay_factor", "lr_floor")
 
 
 @dataclass(frozen=True)
@@ -121,8 +160,59 @@ class ExperimentConfig(RunSettings):
 
     def digest(self) -> str:
         """A short hash identifying this exact configuration."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _hash(_without_later_defaults(self.to_dict()))
+
+    def protocol_digest(self) -> str:
+        """The digest of what a result depends on besides its seed: every value except
+        :data:`NOT_PROTOCOL` (seed, device, threads, where the data lives). Two runs with the
+        same protocol digest are seeds of one experiment; the MNIST verdict requires the
+        run's to equal the paper config's."""
+        resolved = _without_later_defaults(self.to_dict())
+        for path in NOT_PROTOCOL:
+            *parents, key = path
+            node = resolved
+            for parent in parents:
+                node = node[parent]
+            node.pop(key)
+        return _hash(resolved)
+
+
+# Options added after results were committed, at the values that keep the old behaviour: left
+# out of the digests when they hold these values, so the committed runs keep their digests.
+LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("train", "optimizer"): "adam",
+    ("train", "momentum"): 0.0,
+    ("train", "momentum_ramp"): [0, 0],
+    ("train", "lr_decay_factor"): 1.0,
+    ("train", "lr_floor"): 0.0,
+    ("model", "init_uniform"): None,
+    ("precision",): "float32",  # IEEE float32, what every committed (CPU) run computed in
+    # The step control of adaptive solves (flows/ode.py), FFJORD's at these values.
+    **{
+        ("model", phase, key): value
+        for phase in ("train_solver", "eval_solver")
+        for key, value in (("norm", "max"), ("warm_start", False), ("land_on_end", False))
+    },
+}
+# Settings that change where and how fast a run goes, not what it computes.
+NOT_PROTOCOL: tuple[tuple[str, ...], ...] = (
+    ("seed",), ("device",), ("threads",), ("data", "mnist", "root"), ("data", "mnist", "download"),
+)  # fmt: skip
+
+
+def _without_later_defaults(resolved: dict) -> dict:
+    for (*sections, key), value in LATER_DEFAULTS.items():
+        node = resolved
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and node[key] == value:
+            del node[key]
+    return resolved
+
+
+def _hash(resolved: dict) -> str:
+    text = json.dumps(resolved, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")

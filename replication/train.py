@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from replication import atomic, generators, outdir, precision, provenance
+from replication import atomic, generators, optim, outdir, precision, provenance
 from replication import status as run_status
 from replication.config import ExperimentConfig
 from replication.config import parse as parse_config
@@ -41,7 +41,6 @@ from replication.typed import ConfigError
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.pt"
 METRICS = "metrics.json"
-FUSED_ADAM_DEVICES = ("cpu", "cuda")  # devices with a fused Adam kernel in torch >= 2.4
 
 
 @dataclass
@@ -101,26 +100,15 @@ def load_trained(
 
 
 def learning_rate_factor(config: ExperimentConfig, iteration: int) -> float:
-    """Linear warm-up from zero, then constant or cosine decay to zero."""
-    train = config.train
-    factor = min(1.0, (iteration + 1) / train.warmup_iterations) if train.warmup_iterations else 1.0
-    if train.lr_decay == "cosine":
-        factor *= 0.5 * (1 + math.cos(math.pi * iteration / train.iterations))
-    return factor
+    """Warm-up, then constant, cosine or exponential decay (:mod:`replication.optim`)."""
+    return optim.learning_rate_factor(config.train, iteration)
 
 
-def make_optimizer(flow: Flow, config: ExperimentConfig, device: torch.device) -> torch.optim.Adam:
-    """Adam with the config's learning rate and weight decay, as training and the benchmark
-    use it."""
-    return torch.optim.Adam(
-        flow.parameters(),
-        lr=config.train.lr,
-        weight_decay=config.train.weight_decay,
-        # One fused kernel for all parameters instead of a Python loop over them: the 2D
-        # flows have ~100 small tensors, and the loop cost a third of each step (RealNVP toy:
-        # 18.6 -> 10.7 ms per iteration on one CPU thread). Same update rule, deterministic.
-        fused=device.type in FUSED_ADAM_DEVICES,
-    )
+def make_optimizer(
+    flow: Flow, config: ExperimentConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """The config's optimiser (Adam, Adamax or RMSProp), as training and the benchmark use it."""
+    return optim.make_optimizer(flow.parameters(), config.train, device)
 
 
 def train_step(
@@ -255,6 +243,7 @@ def _train_and_evaluate(
             best_state = copy.deepcopy(flow.state_dict())
         while history.iteration < config.train.iterations:
             batch = data.train_batch(config.train.batch_size, batches).to(device)
+            optim.ramp_momentum(optimizer, config.train, history.iteration)
             started = time.perf_counter()
             step = train_step(flow, optimizer, batch, config.train.grad_clip)
             if not step["finite"]:

@@ -20,6 +20,12 @@ RUN = f"{RESULTS}/{{dataset}}/{{method}}/seed{{seed}}"  # one folder per run
 SUMMARY = f"{RESULTS}/summary.csv"
 ENTROPY = f"{RESULTS}/toy_entropy.json"
 CITATIONS = "config/citations.yaml"
+# The paper configs' measured cost (python -m replication bench --batch-size 0, committed) and
+# the projected paper budgets the MNIST table shows (rules/report.smk, rule paper_budget).
+PAPER_BENCH = sorted(str(path) for path in Path("results/timing").glob("*/bench.json"))
+PAPER_CONFIGS = sorted(str(path) for path in Path("config/experiments/mnist").glob("*-paper.yaml"))
+PAPER_UNMEASURED = "config/unmeasured.yaml"  # why a paper config has no benchmark
+PAPER_BUDGET = "results/timing/paper_budget.json"
 
 
 def _check_profile():

@@ -2,11 +2,37 @@
 # `render`, re-renders the whole report from committed results without any training job.
 
 
+rule paper_budget:
+    input:
+        bench=PAPER_BENCH,
+        citations=CITATIONS,
+        configs=PAPER_CONFIGS,
+        unmeasured=PAPER_UNMEASURED,
+    output:
+        PAPER_BUDGET,
+    log:
+        "results/timing/logs/paper_budget.log",
+    params:
+        pythonpath=PYTHONPATH,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication paper-budget "
+        "--bench {input.bench:q} --citations {input.citations:q} "
+        "--unmeasured {input.unmeasured:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule tables:
     input:
         summary=SUMMARY,
         entropy=ENTROPY,
         citations=CITATIONS,
+        paper_configs=PAPER_CONFIGS,
+        paper_budget=PAPER_BUDGET,
     output:
         toy=report(f"{REPORT}/toy.md", caption="captions/toy.rst", category="Tables"),
         mnist=report(f"{REPORT}/mnist.md", caption="captions/mnist.rst", category="Tables"),
@@ -25,7 +51,8 @@ rule tables:
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication tables "
         "--summary {input.summary:q} --entropy {input.entropy:q} "
-        "--citations {input.citations:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "--citations {input.citations:q} --paper-budget {input.paper_budget:q} "
+        "--out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule readme:
@@ -63,6 +90,7 @@ rule render:
         citations=CITATIONS,
         truth=TOY_TRUTH,
         checks=CHECKS,
+        paper_budget=PAPER_BUDGET,
         out_dir=REPORT,
     threads: 1
     resources:
@@ -74,4 +102,4 @@ rule render:
         "PYTHONPATH={params.pythonpath:q} python -m replication render "
         "--summary {params.summary:q} --entropy {params.entropy:q} "
         "--citations {params.citations:q} --truth {params.truth:q} --checks {params.checks:q} "
-        "--out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "--paper-budget {params.paper_budget:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -285,7 +285,7 @@ def test_logit_then_standard_logistic_scores_8_minus_log2_of_1_minus_2alpha(alph
 def test_nice_reported_log_likelihood_converts_to_its_bits_per_dim():
     """NICE reports a log-likelihood of 1980.50 nats on MNIST for images rescaled to [0, 1]
     (positive: it is a density on [0, 1]^D; on [0, 256)^D it would be 1980.50 - D ln 256 < 0).
-    REFERENCES section 1: bpd = -(LL - D ln 256) / (D ln 2) = 4.356."""
+    docs/sources.md: bpd = -(LL - D ln 256) / (D ln 2) = 4.356."""
     dims, log_likelihood = 784, 1980.50
     bpd = bits_per_dim(-log_likelihood, dims)
     assert math.isclose(bpd, -(log_likelihood - dims * math.log(256)) / (dims * math.log(2)))

@@ -8,7 +8,7 @@ Images of 8-bit pixels k are dequantized to x = (k + u) / 256 on [0, 1]^D and sc
 - The logit transform y = logit(a + (1 - 2a) x) followed by a standard logistic density has
   log p(x) = D log(1 - 2a) for every x in [0, 1]^D (the logistic density s(1 - s) cancels the
   Jacobian 1 / (s (1 - s)) of the logit), so bpd = 8 - log2(1 - 2a): the preprocessing's
-  Jacobian is counted, the most common bits/dim bug in ports (REFERENCES section 6).
+  Jacobian is counted, the most common bits/dim bug in ports (docs/sources.md).
 - NICE's published 1980.50 nats on MNIST (log-likelihood of [0, 1]-scaled data) is 4.356 bpd.
 """
 
@@ -68,6 +68,6 @@ def bits_per_dim_checks() -> list[Check]:
         ))  # fmt: skip
     checks.append(close(
         "bits_per_dim/nice_conversion", "NICE's MNIST log-likelihood 1980.50 nats = 4.356 "
-        "bits/dim (REFERENCES section 1)", 4.356, bits_per_dim(-1980.50, DIMS), 5e-4,
+        "bits/dim (docs/sources.md)", 4.356, bits_per_dim(-1980.50, DIMS), 5e-4,
     ))  # fmt: skip
     return checks

@@ -1,7 +1,9 @@
-"""Published numbers (``config/citations.yaml``): each with its source and reliability tag.
+"""Published numbers (``config/citations.yaml``): each with its source, reliability tag and
+the paper config (``config``) whose runs are compared with it.
 
-The file is data, typed by hand once from ``REFERENCES.md``; this module only reads and checks
-it, so a table never holds a number that is not traceable to a line of that file.
+The file is data, typed by hand once from the papers (their tables and sources are described
+in ``docs/sources.md``); this module only reads and checks it, so a table never holds a number
+that is not traceable to a line of that file. Config paths are relative to the file's folder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class Citation:
     value: float | None
     source: str
     tag: str | None
+    config: Path | None = None  # the paper config; None where the method has none
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,17 @@ def load(path: str | Path, dataset: str) -> Citations:
         raise ConfigError(f"{path}: no '{dataset}' section with 'methods'")
     methods = {}
     for method, entry in section["methods"].items():
-        if not isinstance(entry, dict) or set(entry) != {"value", "source", "tag"}:
-            raise ConfigError(f"{path}: {dataset}.{method} needs exactly value, source and tag")
+        if not isinstance(entry, dict) or set(entry) != {"value", "source", "tag", "config"}:
+            raise ConfigError(
+                f"{path}: {dataset}.{method} needs exactly value, source, tag and config"
+            )
         value = entry["value"]
         if value is not None and not isinstance(value, int | float):
             raise ConfigError(f"{path}: {dataset}.{method}.value must be a number or null")
+        config = None if entry["config"] is None else path.parent / entry["config"]
+        if config is not None and not config.is_file():
+            raise ConfigError(f"{path}: {dataset}.{method}.config {config} does not exist")
         methods[method] = Citation(
-            None if value is None else float(value), str(entry["source"]), entry["tag"]
+            None if value is None else float(value), str(entry["source"]), entry["tag"], config
         )
     return Citations(str(section.get("metric", "")), str(section.get("unit", "")), methods)

@@ -63,7 +63,7 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from replication.report import citations, entropy, summary, tables
+    from replication.report import budget, citations, entropy, summary, tables
 
     written = tables.write_tables(
         summary.read(args.summary),
@@ -71,6 +71,7 @@ def _tables(args: argparse.Namespace) -> int:
         citations.load(args.citations, "mnist"),
         args.out_dir,
         args.tolerance,
+        budget.read(args.paper_budget),
     )
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
@@ -102,9 +103,19 @@ def _render(args: argparse.Namespace) -> int:
 
     written = render_report(
         args.summary, args.entropy, args.citations, args.truth, args.out_dir, args.tolerance,
-        args.checks,
+        args.checks, args.paper_budget,
     )  # fmt: skip
     print("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def _paper_budget(args: argparse.Namespace) -> int:
+    from replication.report import budget, citations
+
+    cited = citations.load(args.citations, "mnist")
+    rows = budget.write(cited, args.bench, args.out, budget.read_reasons(args.unmeasured))
+    measured = [row["method"] for row in rows if row["status"] == "measured"]
+    print(f"wrote {args.out}: measured {', '.join(measured) or 'none'} of {len(rows)} configs")
     return 0
 
 
@@ -117,7 +128,8 @@ def _add(
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register summarize, entropy, density, samples, tables, figures, readme and render."""
+    """Register summarize, entropy, density, samples, tables, figures, readme, render and
+    paper-budget."""
     summarize = _add(
         commands, "summarize", _summarize,
         "collect metrics.json files into one summary CSV (one row per run)",
@@ -178,6 +190,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--tolerance", type=float, default=TOLERANCE_BPD,
         help=f"bits/dim within which a result counts as reproduced (default {TOLERANCE_BPD})",
     )  # fmt: skip
+    tables.add_argument("--paper-budget", help="paper budget projections (paper-budget's JSON)")
 
     figures = _add(
         commands, "figures", _figures,
@@ -215,3 +228,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     render.add_argument("--out-dir", required=True, help="report directory")
     render.add_argument("--tolerance", type=float, default=TOLERANCE_BPD, help="as for tables")
     render.add_argument("--checks", help="the analytic checks' checks.json, rendered as checks.md")
+    render.add_argument("--paper-budget", help="paper budget projections (paper-budget's JSON)")
+
+    paper_budget = _add(
+        commands, "paper-budget", _paper_budget,
+        "project each paper config's training time from benchmark files",
+        "Match each benchmarked config (bench.json of `python -m replication bench "
+        "--batch-size 0` on the paper configs) to the paper config of each method in the "
+        "citations file by protocol digest, and write seconds per iteration and the projected "
+        "hours of the full budget (seconds per iteration x train.iterations) as JSON. A paper "
+        "config without a matching measurement is listed as not measured.",
+    )  # fmt: skip
+    paper_budget.add_argument("--bench", nargs="*", default=[], help="bench.json files")
+    paper_budget.add_argument("--citations", required=True, help="published numbers YAML")
+    paper_budget.add_argument(
+        "--unmeasured", help="YAML mapping method -> why its paper config was not measured"
+    )
+    paper_budget.add_argument("--out", required=True, help="JSON file to write")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from replication import atomic
+from replication import atomic, config
 from replication import status as run_status
 from replication.datasets import toy2d
 from replication.typed import ConfigError, read_json
@@ -26,6 +26,7 @@ COLUMNS: tuple[str, ...] = (
     "nfe_forward", "nfe_backward", "test_nfe",
     "train_seconds", "seconds_per_iter", "params", "dims", "iterations",
     "commit", "dirty", "device", "precision", "versions", "config_digest", "metrics",
+    "protocol_digest", "protocol",
 )  # fmt: skip
 
 
@@ -70,6 +71,35 @@ def _versions(provenance: Mapping) -> str:
     return "; ".join(f"{package} {version}" for package, version in versions.items())
 
 
+def _protocol_digest(metrics: Mapping) -> str | None:
+    """The run's protocol digest, from the resolved config its metrics file records."""
+    try:
+        return config.parse(metrics["config"]).protocol_digest()
+    except (KeyError, TypeError, ConfigError):
+        return None  # no (complete) config recorded: nothing can match the paper config
+
+
+def _protocol(metrics: Mapping) -> str | None:
+    """How an image run's test number was measured: test dequantization, the trace of the
+    log-density at test, the number of training images, and the logit (None for toy runs)."""
+    data = metrics.get("data") or {}
+    if data.get("kind") != "image":
+        return None
+    model = (metrics.get("config") or {}).get("model") or {}
+    draws = data.get("eval_noise_draws")
+    test = f"noise x{draws}" if draws else "bin centres"
+    trace = model.get("eval_divergence")
+    if trace is None:
+        trace = "exact log-det" if metrics.get("test_nfe") is None else "not recorded"
+    elif trace == "hutchinson" and model.get("probe"):
+        trace = f"hutchinson, {model['probe']} probe"
+    train = (data.get("sizes") or {}).get("train")
+    alpha = model.get("logit_alpha", "not recorded")
+    logit = "none" if alpha is None else alpha
+    images = f"{train:,}" if isinstance(train, int) else "not recorded"
+    return f"test: {test}; trace: {trace}; train images: {images}; logit: {logit}"
+
+
 def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
     """The summary row of one run, from its parsed ``metrics.json`` found at ``path``."""
     timing = metrics.get("timing") or {}
@@ -99,6 +129,8 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
         "versions": _versions(provenance),
         "config_digest": metrics.get("config_digest"),
         "metrics": path,
+        "protocol_digest": _protocol_digest(metrics),
+        "protocol": _protocol(metrics),
     }
 
 
@@ -137,7 +169,8 @@ def read(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"summary file not found: {path}")
-    frame = pd.read_csv(path, dtype={"commit": str, "config_digest": str, "metrics": str})
+    text_columns = ("commit", "config_digest", "metrics", "protocol_digest", "protocol")
+    frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
     missing = [column for column in COLUMNS if column not in frame.columns]
     if missing:
         raise ConfigError(f"{path} lacks the summary columns {', '.join(missing)}")

@@ -1,6 +1,6 @@
 """NICE on images (Dinh et al. 2014, Sec. 5.1): additive couplings on the flattened image.
 
-    x -> logit -> flatten -> 4 additive couplings -> diagonal scaling -> standard logistic.
+    x -> [logit] -> flatten -> 4 additive couplings -> diagonal scaling -> standard logistic.
 
 Each coupling keeps one half of the D pixels and shifts the other by an MLP of the kept half,
 y_b = x_b + m(x_a), so its Jacobian determinant is 1; the final scaling y = exp(s) * x carries
@@ -9,11 +9,13 @@ ReLU layers of 1000 units, a standard logistic prior. The halves alternate betwe
 NICE partitions by odd and even components, which ``partition = "interleaved"`` follows
 (pixel i is in the first half when i is even); ``"halves"`` takes the first and last D/2.
 
-NICE itself models [0, 1] pixel values directly (no logit). Every image flow here starts with
-the logit transform, so ours does too; the default ``logit_alpha = 0.05`` is RealNVP's, the
-largest of the reference values: it bounds the transformed data to about [-2.9, 2.9], the
-closest of them to NICE's bounded raw input. The density is still that of the image on
-[0, 1]^D (the logit's Jacobian is included), so bits/dim stay comparable.
+Preprocessing: NICE models the dequantized pixels in [0, 1] directly, with no logit
+(``logit_alpha: null``, the paper config): then log p(x) = log p_z(f(x)) + log|det df/dx|
+is already the density on [0, 1]^D. The CPU config keeps the logit transform with alpha
+0.05 (the default, RealNVP's value), whose Jacobian is included, so bits/dim are comparable
+either way. ``init_uniform: a`` draws every coupling weight from U(-a, a) with zero biases
+(NICE's code: a = 0.01 for the weights; zero biases are our choice, the source names none);
+null keeps torch's default initialisation.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Literal
+
+from torch import nn
 
 from replication.flows.base import Chain, Flow
 from replication.flows.coupling import Shift, VectorCoupling
@@ -33,13 +37,19 @@ from replication.typed import ConfigError, LogitAlpha, PositiveInt
 
 @dataclass(frozen=True)
 class NiceImageOptions:
-    """Defaults: NICE's MNIST model (REFERENCES section 3)."""
+    """Defaults: NICE's MNIST model (docs/sources.md), but with a logit and torch's init."""
 
     couplings: PositiveInt = 4
     hidden: tuple[PositiveInt, ...] = (1000, 1000, 1000, 1000, 1000)
     partition: Literal["interleaved", "halves"] = "interleaved"
     base: Base = "logistic"
-    logit_alpha: LogitAlpha = 0.05
+    logit_alpha: LogitAlpha | None = 0.05  # None: no logit, the [0, 1] pixels as they are
+    init_uniform: float | None = None  # weights ~ U(-a, a), biases 0; None: torch's default
+
+    def __post_init__(self) -> None:
+        scale = self.init_uniform
+        if scale is not None and not (math.isfinite(scale) and scale > 0):
+            raise ConfigError(f"model.init_uniform must be a positive number or null, got {scale}")
 
 
 def partition(dim: int, layer: int, kind: str) -> tuple[list[int], list[int]]:
@@ -61,7 +71,17 @@ def build_nice_image(data_shape: DataShape, options: NiceImageOptions) -> Flow:
         VectorCoupling(*partition(dim, layer, options.partition), Shift(), options.hidden)
         for layer in range(options.couplings)
     ]
-    transform = Chain(
-        LogitTransform(options.logit_alpha), Flatten(shape), *couplings, DiagonalScale((dim,))
-    )
+    if options.init_uniform is not None:
+        _init_uniform(couplings, options.init_uniform)
+    logit = [] if options.logit_alpha is None else [LogitTransform(options.logit_alpha)]
+    transform = Chain(*logit, Flatten(shape), *couplings, DiagonalScale((dim,)))
     return Flow(transform, base_distribution(options.base, (dim,)))
+
+
+def _init_uniform(couplings: list[VectorCoupling], scale: float) -> None:
+    """NICE's initialisation: every weight from U(-scale, scale), every bias 0."""
+    for coupling in couplings:
+        for layer in coupling.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.uniform_(layer.weight, -scale, scale)
+                nn.init.zeros_(layer.bias)

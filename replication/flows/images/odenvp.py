@@ -132,7 +132,7 @@ class CNFImageOptions(ContinuousOptions):
 
 @dataclass(frozen=True)
 class FFJORDImageOptions(ContinuousOptions):
-    """FFJORD's MNIST model (REFERENCES section 3): 3 scales, 2 blocks per stage, 3x3 convs
+    """FFJORD's MNIST model (docs/sources.md): 3 scales, 2 blocks per stage, 3x3 convs
     64-64-64 with time channels, softplus, Rademacher Hutchinson trace (also at test, as
     FFJORD evaluates), learned end time from 1.0, dopri5 1e-5, logit alpha 1e-6."""
 
@@ -153,7 +153,7 @@ def _rk4_quarter() -> SolverOptions:
 
 @dataclass(frozen=True)
 class RNODEImageOptions(FFJORDImageOptions):
-    """FFJORD + RNODE on MNIST (REFERENCES section 3): the FFJORD model with lambda_K =
+    """FFJORD + RNODE on MNIST (docs/sources.md): the FFJORD model with lambda_K =
     lambda_J = 0.01, Gaussian probes, fixed T = 1, zero-initialised last layers, logit alpha
     1e-5, training with rk4 at step 0.25 and testing with dopri5 at 1e-5. The weights are
     relative to the bits/dim loss, as RNODE's (see the module docstring)."""
