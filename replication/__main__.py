@@ -172,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # Output options of every command, and whether each names a folder (else a file).
 _OUTPUTS = {"out": False, "out_dir": True, "report": False}
-_FOLDER_OUT = ("train", "bench")  # their --out is a folder
+_FOLDER_OUT = ("train", "bench", "gpu-check")  # their --out is a folder
 
 
 def _check_outputs(args: argparse.Namespace) -> None:

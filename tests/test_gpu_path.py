@@ -232,3 +232,13 @@ def test_report_readme_says_whether_the_gpu_path_was_checked(tmp_path, monkeypat
     readme.GPU_CHECK.write_text(gpu_check.markdown(cpu_only))
     line = readme._gpu_check(tmp_path / "report")[0]
     assert "(../gpu-check/gpu_check.md)" in line and "not verified yet" in line
+
+
+def test_gpu_check_writes_into_a_folder(tmp_path):
+    (tmp_path / "gpu-check").mkdir()
+    cli._check_outputs(
+        cli._parser().parse_args(["gpu-check", "--out", str(tmp_path / "gpu-check")])
+    )
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="--out"):
+        cli._check_outputs(cli._parser().parse_args(["gpu-check", "--out", str(tmp_path / "file")]))
