@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train import without_timings
+from test_train import interrupt_after_second_checkpoint, without_timings
 
 from replication import config, train
 from replication.flows import build
@@ -104,17 +104,6 @@ def tiny_lean_ffjord() -> config.ExperimentConfig:
 
 def test_warm_started_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     reference = train.run(tiny_lean_ffjord(), tmp_path / "reference", progress=False)
-    original, calls = train.save_checkpoint, {"n": 0}
-
-    def save_then_stop(*args, **kwargs):
-        original(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(tiny_lean_ffjord(), tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(train, "save_checkpoint", original)
+    interrupt_after_second_checkpoint(tiny_lean_ffjord(), tmp_path / "resumed", monkeypatch)
     resumed = train.run(tiny_lean_ffjord(), tmp_path / "resumed", progress=False)
     assert without_timings(resumed) == without_timings(reference)

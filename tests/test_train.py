@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,10 +69,11 @@ def test_same_seed_same_metrics(tmp_path):
     assert other_seed["test_nll"] != first["test_nll"]
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-    reference = train.run(tiny(), tmp_path / "reference", progress=False)
-
-    # Interrupt the run right after the checkpoint at iteration 100 is written.
+def interrupt_after_second_checkpoint(
+    experiment: config.ExperimentConfig, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run ``experiment`` into ``out`` and stop it right after its second checkpoint is
+    written, as a kill would; the caller then reruns it to resume."""
     calls = {"n": 0}
     original = train.save_checkpoint
 
@@ -83,10 +85,15 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train.run(tiny(), tmp_path / "resumed", progress=False)
+        train.run(experiment, out, progress=False)
+    monkeypatch.setattr(train, "save_checkpoint", original)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    reference = train.run(tiny(), tmp_path / "reference", progress=False)
+    interrupt_after_second_checkpoint(tiny(), tmp_path / "resumed", monkeypatch)  # at 100
     assert (tmp_path / "resumed" / "checkpoint.pt").exists()
     assert not (tmp_path / "resumed" / "metrics.json").exists()
-    monkeypatch.setattr(train, "save_checkpoint", original)
     resumed = train.run(tiny(), tmp_path / "resumed", progress=False)
     assert without_timings(resumed) == without_timings(reference)
 
