@@ -13,6 +13,7 @@ configs measured side by side in one run, by their medians.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -22,12 +23,12 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from replication import atomic, config, precision, provenance
+from replication import atomic, config, optim, precision, provenance
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
 from replication.flows.augmented import DensityField, RegularisedField
 from replication.flows.continuous import ContinuousFlow, solver_statistics
-from replication.train import build_flow, make_optimizer, seed_everything, train_step
+from replication.train import build_flow, seed_everything, train_step
 from replication.typed import ConfigError
 
 
@@ -59,11 +60,13 @@ def _measure_block(
     experiment: config.ExperimentConfig,
     generator: torch.Generator,
     iterations: int,
+    device: torch.device,
 ) -> dict:
-    """Medians over one block of training iterations."""
+    """Medians over one block of training iterations (each ends in a host sync: the loss is
+    read back, so a GPU's queued work is inside the measured time)."""
     rows = []
     for _ in range(iterations):
-        batch = data.train_batch(experiment.train.batch_size, generator)
+        batch = data.train_batch(experiment.train.batch_size, generator).to(device)
         before = solver_statistics(flow)
         wall, cpu = time.perf_counter(), time.process_time()
         step = train_step(flow, optimizer, batch, experiment.train.grad_clip)
@@ -87,39 +90,46 @@ def evaluation_ms(flow: torch.nn.Module, batch: torch.Tensor, repeats: int = 20)
         return None
     costs = []
     for block in blocks:
-        field = RegularisedField if block.kinetic_weight or block.jacobian_weight else DensityField
-        rhs, state = block.right_hand_side(field, batch.reshape(len(batch), -1), extra=2 * (
-            field is RegularisedField))  # fmt: skip
+        regularised = bool(block.kinetic_weight or block.jacobian_weight)
+        field, extra = (RegularisedField, 2) if regularised else (DensityField, 0)
+        rhs, state = block.right_hand_side(field, batch.reshape(len(batch), -1), extra)
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             rhs(torch.tensor(0.5), state).sum().backward()
+            if batch.is_cuda:
+                torch.cuda.synchronize(batch.device)
             times.append(time.perf_counter() - started)
         costs.append(statistics.median(times))
     flow.zero_grad(set_to_none=True)
     return 1000 * statistics.fmean(costs)
 
 
-def bench_one(path: Path, settings: BenchSettings, overrides: tuple[str, ...] = ()) -> dict:
-    """Benchmark the config at ``path``; returns medians and spreads in milliseconds."""
+def bench_one(
+    path: Path, settings: BenchSettings, overrides: tuple[str, ...] = (), device: str = "cpu"
+) -> dict:
+    """Benchmark the config at ``path`` on ``device`` (the CPU unless gpu-check asks for a
+    GPU); returns medians and spreads in milliseconds."""
     load_start = os.getloadavg()
     extra = [f"train.batch_size={settings.batch_size}"] if settings.batch_size else []
     # The data only feeds minibatches here: a small training split is drawn quickly.
-    experiment = config.load(path, ("data.train_size=10000", "threads=1", *extra, *overrides))
+    experiment = config.load(
+        path, ("data.train_size=10000", "threads=1", *extra, *overrides, f"device={device}")
+    )
+    target = provenance.resolve_device(experiment.device)
     torch.set_num_threads(1)
     precision.apply(experiment.precision)
     seed_everything(experiment.seed)
     data = load_dataset(experiment.data, experiment.seed)
-    flow = build_flow(experiment, data.shape).train()
-    optimizer = make_optimizer(flow, experiment, torch.device("cpu"))
+    flow = build_flow(experiment, data.shape).to(target).train()
+    optimizer = optim.make_optimizer(flow.parameters(), experiment.train, target)
     generator = torch.Generator().manual_seed(derive_seed(experiment.seed, "batches"))
+    measure = functools.partial(_measure_block, flow, optimizer, data, experiment, generator)
     if settings.warmup:
-        _measure_block(flow, optimizer, data, experiment, generator, settings.warmup)
-    blocks = [
-        _measure_block(flow, optimizer, data, experiment, generator, settings.iterations)
-        for _ in range(settings.repeats)
-    ]
-    cost = evaluation_ms(flow, data.train_batch(experiment.train.batch_size, generator))
+        measure(settings.warmup, target)
+    blocks = [measure(settings.iterations, target) for _ in range(settings.repeats)]
+    batch = data.train_batch(experiment.train.batch_size, generator).to(target)
+    cost = evaluation_ms(flow, batch)
     ms = {key: _spread([1000 * b[key] for b in blocks]) for key in ("wall", "cpu")}
     forward_ms = statistics.median(1000 * b["forward_seconds"] for b in blocks)
     nfe_forward = statistics.median(b["nfe_forward"] for b in blocks)

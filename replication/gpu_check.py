@@ -22,7 +22,6 @@ import copy
 import importlib.util
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,7 @@ import torch
 import yaml
 from tabulate import tabulate
 
-from replication import atomic, config, precision, provenance, train
-from replication.datasets import load as load_dataset
+from replication import atomic, bench, config, provenance, train
 from replication.datasets import toy2d
 from replication.datasets.splits import derive_seed
 from replication.flows import methods
@@ -150,40 +148,20 @@ def determinism(device: str, method: str, folder: Path) -> dict:
     }
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def paper_cost(device: str, path: Path, seeds: int, iterations: int = 3) -> dict:
-    """Seconds per training iteration of the paper config at ``path`` on ``device`` (median of
-    ``iterations`` after one warm-up), and the projected hours of its full budget."""
-    experiment = config.load(path, (f"device={device}",))
-    target = provenance.resolve_device(experiment.device)
-    precision.apply(experiment.precision)
-    train.seed_everything(experiment.seed)
-    data = load_dataset(experiment.data, experiment.seed)
-    flow = train.build_flow(experiment, data.shape).to(target).train()
-    optimizer = train.make_optimizer(flow, experiment, target)
-    batches = torch.Generator().manual_seed(derive_seed(experiment.seed, "batches"))
-    seconds, nfe = [], []
-    for step in range(iterations + 1):  # the first step warms up (and initialises actnorm)
-        batch = data.train_batch(experiment.train.batch_size, batches).to(target)
-        _synchronize(target)
-        started = time.perf_counter()
-        result = train.train_step(flow, optimizer, batch, experiment.train.grad_clip)
-        _synchronize(target)
-        if step:
-            seconds.append(time.perf_counter() - started)
-            nfe.append(result.get("nfe_forward", 0) + result.get("nfe_backward", 0))
-    per_iteration = statistics.median(seconds)
-    budget = experiment.train.iterations
+    """Seconds per training iteration of the paper config at ``path`` on ``device`` (the
+    benchmark's median of ``iterations`` after one warm-up), and the projected hours of its
+    full budget."""
+    settings = bench.BenchSettings(batch_size=None, iterations=iterations, repeats=1, warmup=1)
+    measured = bench.bench_one(path, settings, device=device)
+    per_iteration = measured["iteration_ms"]["median"] / 1000
+    budget = measured["resolved"]["train"]["iterations"]
     return {
         "config": str(path.relative_to(ROOT)),
-        "method": experiment.model.method,
-        "batch_size": experiment.train.batch_size,
+        "method": measured["method"],
+        "batch_size": measured["batch_size"],
         "seconds_per_iteration": per_iteration,
-        "nfe_per_iteration": statistics.median(nfe),
+        "nfe_per_iteration": measured["nfe_forward"] + measured["nfe_backward"],
         "iterations": budget,
         "seeds": seeds,
         "projected_hours": per_iteration * budget * seeds / 3600,

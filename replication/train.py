@@ -99,18 +99,6 @@ def load_trained(
     return flow.eval(), experiment
 
 
-def learning_rate_factor(config: ExperimentConfig, iteration: int) -> float:
-    """Warm-up, then constant, cosine or exponential decay (:mod:`replication.optim`)."""
-    return optim.learning_rate_factor(config.train, iteration)
-
-
-def make_optimizer(
-    flow: Flow, config: ExperimentConfig, device: torch.device
-) -> torch.optim.Optimizer:
-    """The config's optimiser (Adam, Adamax or RMSProp), as training and the benchmark use it."""
-    return optim.make_optimizer(flow.parameters(), config.train, device)
-
-
 def train_step(
     flow: Flow, optimizer: torch.optim.Optimizer, batch: torch.Tensor, clip: float | None
 ) -> dict:
@@ -222,9 +210,9 @@ def _train_and_evaluate(
     progress: bool | None,
 ) -> dict:
     """The loop and the final evaluation, with the folder held by this run."""
-    optimizer = make_optimizer(flow, config, device)
+    optimizer = optim.make_optimizer(flow.parameters(), config.train, device)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda it: learning_rate_factor(config, it)
+        optimizer, lambda it: optim.learning_rate_factor(config.train, it)
     )
     batches = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
     history = History(counts_nfe=is_continuous(flow))

@@ -4,6 +4,7 @@ standing in for the GPU)."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from conftest import DEVICE_ENV
 from test_train import tiny
 
 from replication import __main__ as cli
-from replication import config, generators, gpu_check, gpu_slots, precision, train
+from replication import config, generators, gpu_check, gpu_slots, optim, precision, train
 from replication.typed import ConfigError
 
 
@@ -96,7 +97,7 @@ def test_cuda_generator_goes_through_the_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setitem(generators.ACCELERATORS, "cuda", fake.accelerator())
     experiment = tiny(iterations=2)
     flow = train.build_flow(experiment, (2,))
-    optimizer = train.make_optimizer(flow, experiment, torch.device("cpu"))
+    optimizer = optim.make_optimizer(flow.parameters(), experiment.train, torch.device("cpu"))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     batches = torch.Generator().manual_seed(1)
     history = train.History()
@@ -230,6 +231,7 @@ def test_report_readme_says_whether_the_gpu_path_was_checked(tmp_path, monkeypat
         "commit": "abc", "dirty": True, "device": {"type": "cpu", "name": "x86_64"},
         "versions": {"torch": "2.14.1"}, "precision": {"effective": "float32"}}}  # fmt: skip
     readme.GPU_CHECK.write_text(gpu_check.markdown(cpu_only))
+    readme.GPU_CHECK.with_suffix(".json").write_text(json.dumps(cpu_only))
     line = readme._gpu_check(tmp_path / "report")[0]
     assert "(../gpu-check/gpu_check.md)" in line and "not verified yet" in line
 

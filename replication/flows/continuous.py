@@ -140,11 +140,9 @@ class ContinuousFlow(Bijection):
         rhs, state = self.right_hand_side(field, x, extra)
         meter = rhs.meter
         warm = self.training and phase.solver.warm_start and times[0] < times[1]
-        first_step = float(self.first_step) if warm else math.nan
-        end = integrate(
-            rhs, state, x.new_tensor(times), phase.solver,
-            first_step=None if math.isnan(first_step) else first_step,
-        )  # fmt: skip
+        remembered = float(self.first_step) if warm else math.nan  # NaN: estimate it
+        first_step = None if math.isnan(remembered) else remembered
+        end = integrate(rhs, state, x.new_tensor(times), phase.solver, first_step)
         if warm and meter.largest_accepted is not None:  # a step past the end counts as one to it
             self.first_step.fill_(min(meter.largest_accepted, times[1] - times[0]))
         return end
