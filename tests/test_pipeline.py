@@ -38,11 +38,13 @@ def workflow(tmp_path_factory) -> Path:
     return copy_root
 
 
-def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run snakemake; its messages (which go to stdout when captured) end up in ``stdout``."""
+def snakemake(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake (``env``: variables to set on top of ours); its messages (which go to
+    stdout when captured) end up in ``stdout``."""
     return subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=cwd,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -99,15 +101,6 @@ def test_dry_run_of_the_slurm_profile(workflow):
     assert "--set=threads=4" in result.stdout and "threads: 4" in result.stdout
 
 
-def snakemake_env(cwd: Path, path_prefix: Path, *args: str) -> subprocess.CompletedProcess:
-    """Like :func:`snakemake`, with ``path_prefix`` first on PATH (a stand-in nvidia-smi)."""
-    env = {**os.environ, "PATH": f"{path_prefix}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=300, check=False,
-    )  # fmt: skip
-
-
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_on_a_gpu_machine_only_mnist_training_asks_for_a_gpu(workflow, tmp_path, name):
     """With nvidia-smi present, MNIST jobs (device auto) claim one GPU each and toy jobs (device
@@ -116,8 +109,9 @@ def test_on_a_gpu_machine_only_mnist_training_asks_for_a_gpu(workflow, tmp_path,
     fake.mkdir()
     (fake / "nvidia-smi").write_text("#!/bin/sh\nprintf '0\\n1\\n'\n")
     (fake / "nvidia-smi").chmod(0o755)
-    result = snakemake_env(
-        workflow, fake, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml"
+    path = f"{fake}{os.pathsep}{os.environ['PATH']}"
+    result = snakemake(
+        workflow, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml", env={"PATH": path}
     )
     assert result.returncode == 0, result.stdout
     commands = [line for line in result.stdout.splitlines() if "replication train" in line]
