@@ -54,6 +54,10 @@ class DataConfig:
     name: str = "8gaussians"
     # Toy 2D split sizes (MNIST has its own splits, set under ``mnist``).
     train_size: PositiveInt = 100_000
+    # Toy 2D training data: "fixed", minibatches from one draw of train_size points; "fresh",
+    # a new draw from the generator every iteration, as FFJORD's toy experiments train (then
+    # train_size is unused). Validation and test are fixed draws either way.
+    train_draws: Literal["fixed", "fresh"] = "fixed"
     val_size: PositiveInt = 10_000
     test_size: PositiveInt = 20_000
     mnist: MnistOptions = field(default_factory=MnistOptions)
@@ -61,6 +65,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise ConfigError(f"data.name: {choice_error('dataset', self.name, DATASETS)}")
+        if self.name == "mnist" and self.train_draws == "fresh":
+            raise ConfigError("data.train_draws: 'fresh' applies to the toy densities, not mnist")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -81,6 +87,9 @@ class TrainConfig:
     lr_decay: Literal["none", "cosine", "exponential"] = "none"
     grad_clip: PositiveFloat | None = None  # max gradient norm; None disables clipping
     eval_every: PositiveInt = 500  # validate (and checkpoint) every this many iterations
+    # Stop once the validation NLL has not improved by more than its standard error for this
+    # many iterations (converged); ``iterations`` is then the cap. None: train to the cap.
+    patience: PositiveInt | None = None
     # Added with NICE's protocol (see replication/optim.py); at these defaults a config means
     # what it meant before they existed, and its digest is unchanged (LATER_DEFAULTS).
     optimizer: Literal["adam", "adamax", "rmsprop"] = "adam"
@@ -113,6 +122,9 @@ class TrainConfig:
             f"train.lr_floor must lie in [0, train.lr = {self.lr}], got {self.lr_floor}": not (
                 finite["lr_floor"] and 0 <= self.lr_floor <= self.lr
             ),
+            f"train.patience must be at least train.eval_every = {self.eval_every} (progress "
+            f"is only seen at validations), got {self.patience}": self.patience is not None
+            and self.patience < self.eval_every,
         }
 
 
@@ -185,6 +197,8 @@ LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("train", "momentum_ramp"): [0, 0],
     ("train", "lr_decay_factor"): 1.0,
     ("train", "lr_floor"): 0.0,
+    ("train", "patience"): None,
+    ("data", "train_draws"): "fixed",
     ("model", "init_uniform"): None,
     ("precision",): "float32",  # IEEE float32, what every committed (CPU) run computed in
     # The step control of adaptive solves (flows/ode.py), FFJORD's at these values.

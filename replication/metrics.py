@@ -25,10 +25,31 @@ END_WINDOW = 100
 
 
 def summarize(values: list[float]) -> dict | None:
-    """Mean over training and over its last END_WINDOW iterations; None without values."""
+    """Mean over training and over its last END_WINDOW iterations, and the standard deviation
+    over training (adaptive solvers vary their NFE); None without values."""
     if not values:
         return None
-    return {"end": statistics.fmean(values[-END_WINDOW:]), "mean": statistics.fmean(values)}
+    return {
+        "end": statistics.fmean(values[-END_WINDOW:]),
+        "mean": statistics.fmean(values),
+        "sd": statistics.pstdev(values),
+    }
+
+
+def convergence(history: History, config: ExperimentConfig) -> dict:
+    """Whether training stopped by the convergence rule (train.patience) or at its cap."""
+    patience = config.train.patience
+    reason = history.stop_reason or history.status
+    if patience is None and not history.stop_reason.startswith("converged"):
+        reason = f"no patience set: trained to the cap of {config.train.iterations} iterations"
+    return {
+        "converged": history.stop_reason.startswith("converged"),
+        "reason": reason,
+        "patience": patience,
+        "cap": config.train.iterations,
+        "last_improvement": history.last_improvement,
+        "stopped_at": history.iteration,
+    }
 
 
 def timing(
@@ -85,6 +106,7 @@ def assemble(
         "seed": config.seed,
         **test_fields(test, dims, len(data.shape) == 3),
         "iterations": history.iteration,
+        "convergence": convergence(history, config),
         "best_iteration": history.best_iteration,
         "best_val_nll": history.best_val,
         "val_curve": history.val_curve,

@@ -61,6 +61,11 @@ class History:
     jacobian: list[float] = field(default_factory=list)
     status: str = "ok"
     counts_nfe: bool = False  # whether the flow has ODE blocks, i.e. NFE applies
+    # Convergence (train.patience): the validation NLL at the last improvement larger than its
+    # standard error, the iteration it happened, and why training stopped ("" while it runs).
+    reference_val: float = math.inf
+    last_improvement: int = 0
+    stop_reason: str = ""
 
 
 def seed_everything(seed: int) -> None:
@@ -150,15 +155,25 @@ def validate(
         {
             "iteration": history.iteration,
             "val_nll": result.nll,
+            "val_nll_se": result.nll_se,
+            "val_nfe": result.nfe_per_batch,  # the evaluation solver's NFE: test NFE over training
             "train_nll": _mean(history.losses[since]),
             "nfe_forward": _mean(history.nfe_forward[since]) if history.counts_nfe else None,
             "nfe_backward": _mean(history.nfe_backward[since]) if history.counts_nfe else None,
         }
     )
+    if result.nll < history.reference_val - result.nll_se:  # beyond noise: progress
+        history.reference_val, history.last_improvement = result.nll, history.iteration
     improved = result.nll < history.best_val
     if improved:
         history.best_val, history.best_iteration = result.nll, history.iteration
     return improved
+
+
+def converged(history: History, patience: int | None) -> bool:
+    """Whether the validation NLL has not improved by more than its standard error for
+    ``patience`` iterations (never, without a patience)."""
+    return patience is not None and history.iteration - history.last_improvement >= patience
 
 
 def _mean(values: list[float]) -> float | None:
@@ -229,7 +244,7 @@ def _train_and_evaluate(
         if not history.val_curve:
             validate(flow, data, config, device, history)
             best_state = copy.deepcopy(flow.state_dict())
-        while history.iteration < config.train.iterations:
+        while history.iteration < config.train.iterations and not history.stop_reason:
             batch = data.train_batch(config.train.batch_size, batches).to(device)
             optim.ramp_momentum(optimizer, config.train, history.iteration)
             started = time.perf_counter()
@@ -246,6 +261,14 @@ def _train_and_evaluate(
                 if validate(flow, data, config, device, history):
                     best_state = copy.deepcopy(flow.state_dict())
                 bar.validated(history)
+                if converged(history, config.train.patience):
+                    history.stop_reason = (
+                        f"converged: no validation improvement larger than its standard error "
+                        f"since iteration {history.last_improvement} "
+                        f"(patience {config.train.patience})"
+                    )
+                elif last:
+                    history.stop_reason = f"iteration cap {config.train.iterations} reached"
                 save_checkpoint(
                     checkpoint, config, flow, optimizer, schedule, batches, history, best_state
                 )

@@ -17,7 +17,10 @@ def load(config: DataConfig, seed: int) -> Dataset:
         from replication.datasets.mnist import MnistDataset
 
         return MnistDataset.load(config.mnist, seed)
-    sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
+    if config.train_draws == "fresh":  # no fixed training set: drawn anew every iteration
+        sizes = {"val": config.val_size, "test": config.test_size}
+    else:
+        sizes = {"train": config.train_size, "val": config.val_size, "test": config.test_size}
     return ToyDataset.draw(config.name, sizes, seed)
 
 

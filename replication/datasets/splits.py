@@ -79,6 +79,9 @@ class ToyDataset(Dataset):
         return cls(name, seeds, splits)
 
     def train_batch(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        if "train" not in self.splits:  # fresh draws: a new seed from the run's batch stream
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            return sample(self.name, batch_size, seed)
         train = self.splits["train"]
         index = torch.randint(len(train), (batch_size,), generator=generator)
         return train[index]
@@ -91,4 +94,7 @@ class ToyDataset(Dataset):
 
     def describe(self) -> dict:
         sizes = {split: len(values) for split, values in self.splits.items()}
-        return {"name": self.name, "kind": "toy2d", "sizes": sizes, "seeds": self.seeds}
+        described = {"name": self.name, "kind": "toy2d", "sizes": sizes, "seeds": self.seeds}
+        if "train" not in self.splits:
+            described["train"] = "fresh draws from the generator every iteration"
+        return described
