@@ -77,6 +77,13 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims(args: argparse.Namespace) -> int:
+    from replication.report import claims, summary
+
+    print(f"wrote {claims.write(summary.read(args.summary), args.out)}")
+    return 0
+
+
 def _figures(args: argparse.Namespace) -> int:
     from replication.report import figures, summary
 
@@ -128,7 +135,7 @@ def _add(
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register summarize, entropy, density, samples, tables, figures, readme, render and
+    """Register summarize, entropy, density, samples, tables, claims, figures, readme, render and
     paper-budget."""
     summarize = _add(
         commands, "summarize", _summarize,
@@ -191,6 +198,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help=f"bits/dim within which a result counts as reproduced (default {TOLERANCE_BPD})",
     )  # fmt: skip
     tables.add_argument("--paper-budget", help="paper budget projections (paper-budget's JSON)")
+
+    claims = _add(
+        commands, "claims", _claims,
+        "test the papers' claims (RNODE vs FFJORD cost, FFJORD vs discrete flows, NFE growth)",
+        "Render claims.md from the summary CSV: one row per published claim with the numbers "
+        "that test it, the test in words and a verdict (holds, does not hold, or not testable "
+        "at this budget, with the reason). Deterministic.",
+    )  # fmt: skip
+    claims.add_argument("--summary", required=True, help="summary CSV")
+    claims.add_argument("--out", required=True, help="claims.md to write")
 
     figures = _add(
         commands, "figures", _figures,

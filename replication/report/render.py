@@ -11,7 +11,7 @@ from pathlib import Path
 
 from replication import atomic
 from replication.checks import collect
-from replication.report import budget, citations, entropy, figures, readme, summary, tables
+from replication.report import budget, citations, claims, entropy, figures, readme, summary, tables
 
 
 def render_report(
@@ -24,7 +24,7 @@ def render_report(
     checks_path: str | Path | None = None,
     budget_path: str | Path | None = None,
 ) -> list[Path]:
-    """Write every table (the checks table too, given ``checks_path``), the figures of the
+    """Write every table (claims.md, and the checks table too, given ``checks_path``), the figures of the
     families that have runs, and the README."""
     out_dir = Path(out_dir)
     frame = summary.read(summary_path)
@@ -32,6 +32,7 @@ def render_report(
     written = tables.write_tables(
         frame, entropy.read(entropy_path), cited, out_dir, tolerance, budget.read(budget_path)
     )
+    written.append(claims.write(frame, out_dir / "claims.md"))
     if checks_path is not None:
         profile = str(frame["profile"].iloc[0])
         records = collect.read([checks_path])

@@ -199,6 +199,12 @@ def summarize(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def hit_cap(converged: pd.Series) -> pd.Series:
+    """True where a run stopped at its iteration cap before converging (``converged`` is
+    False, however pandas read it); False where it converged or was not recorded."""
+    return converged.map(lambda value: str(value) in ("False", "0", "0.0"))
+
+
 def write(frame: pd.DataFrame, path: str | Path) -> None:
     """Write the summary as CSV (same rows, same bytes), atomically."""
     buffer = io.StringIO()
