@@ -101,7 +101,24 @@ def test_toy_table_shows_entropy_gap_and_partial_seeds(frame):
     text = tables.toy_table(frame, entropy.read("toy_entropy.json"))
     assert "2.960 ± 0.014 (+0.128)" in text  # realnvp on 8gaussians: mean ± std (gap)
     assert "3.600 (+0.134) [1/2 seeds]" in text  # one ffjord run failed
+    assert "†" not in text  # no run records a convergence rule: no cap marker, no rule
     assert "`0123456789ab`" in text and "2 seeds (0, 1)" in text
+
+
+def test_toy_table_marks_cells_where_a_seed_hit_its_iteration_cap(frame):
+    frame = frame.copy()
+    frame["converged"], frame["patience"], frame["iteration_cap"] = True, 500, 10000
+    capped = (frame["method"] == "realnvp") & (frame["dataset"] == "8gaussians")
+    frame.loc[capped & (frame["seed"] == 1), "converged"] = False
+    frame["nfe_forward_sd"], frame["nfe_backward_sd"], frame["train_nfe"] = 3.0, 4.0, 26.0
+    text = tables.toy_table(frame, entropy.read("toy_entropy.json"))
+    assert "2.960 ± 0.014 (+0.128) [2/2 seeds]†" in text
+    assert text.count("†") == 3  # the rule in the caption, the cell, the footnote
+    assert "† k of n seeds hit the iteration cap before converging" in text
+    assert "8gaussians realnvp: 1 of 2 seeds." in text
+    assert "for 500 iterations (patience; converged), or until its iteration cap of 10,000" in text
+    assert "| 26.0 ± 5.0 " in text  # training NFE per iteration: mean ± sd over training
+    assert "]†" not in tables.toy_table(frame.assign(converged=True), {})
 
 
 def test_status_table_lists_the_failed_run_with_its_reason(frame):

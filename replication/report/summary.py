@@ -7,8 +7,8 @@ end-of-training values (the mean over the last iterations, see :mod:`replication
 ``nfe_*_sd`` their standard deviation over all training iterations, ``train_nfe`` the mean
 forward plus backward NFE per training iteration, ``val_nfe_first``/``val_nfe_last`` the
 evaluation solver's NFE per validation batch at the first validation after iteration 0 and at
-the last one, ``converged``/``stop_reason`` the run's stopping rule (empty for runs recorded
-before it).
+the last one, ``converged``, ``stop_reason``, ``patience``, ``iteration_cap`` and
+``stopped_at`` the run's stopping rule and where it stopped (empty for runs recorded before it).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ COLUMNS: tuple[str, ...] = (
     "train_seconds", "seconds_per_iter", "params", "dims", "iterations",
     "commit", "dirty", "device", "precision", "versions", "config_digest", "metrics",
     "protocol_digest", "protocol",
-    "converged", "stop_reason", "nfe_forward_sd", "nfe_backward_sd", "train_nfe",
-    "val_nfe_first", "val_nfe_last",
+    "converged", "stop_reason", "patience", "iteration_cap", "stopped_at",
+    "nfe_forward_sd", "nfe_backward_sd", "train_nfe", "val_nfe_first", "val_nfe_last",
 )  # fmt: skip
 
 # Columns added with the convergence rule (issue 13): a summary written before them is still
@@ -168,6 +168,9 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
         "protocol": _protocol(metrics),
         "converged": convergence.get("converged"),
         "stop_reason": convergence.get("reason"),
+        "patience": convergence.get("patience"),
+        "iteration_cap": convergence.get("cap"),
+        "stopped_at": convergence.get("stopped_at"),
         "nfe_forward_sd": _sd(metrics.get("nfe_forward")),
         "nfe_backward_sd": _sd(metrics.get("nfe_backward")),
         "train_nfe": _train_nfe(metrics),
