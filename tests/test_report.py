@@ -7,6 +7,7 @@ regenerate them with ``UPDATE_GOLDEN=1 pytest tests/test_report.py`` and review 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -164,14 +165,17 @@ def test_true_density_grid_integrates_to_one():
 
 
 def _fake_run_files(frame: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """Density grids and sample images for every run of ``frame``, under ``root``."""
+    """Metrics files, density grids and sample images for every run of ``frame``, under
+    ``root``."""
     from matplotlib.image import imsave
 
     frame = frame.copy()
+    originals = frame["metrics"].tolist()
     frame["metrics"] = [str(root / path) for path in frame["metrics"]]
-    for run in frame.itertuples():
+    for run, original in zip(frame.itertuples(), originals, strict=True):
         folder = Path(run.metrics).parent
         folder.mkdir(parents=True, exist_ok=True)
+        Path(run.metrics).write_bytes(Path(original).read_bytes())  # the convergence figure's
         if run.family == "toy":
             density.save(folder / figures.DENSITY_FILE, -np.ones((density.POINTS,) * 2))
         else:
@@ -194,14 +198,49 @@ def test_render_writes_every_file_and_is_deterministic(frame, tmp_path):
         )
         paths[name] = {p.relative_to(tmp_path / name).as_posix(): p.read_bytes() for p in written}
     assert sorted(paths["first"]) == [
-        "README.md", "claims.md", "figures/mnist_samples.png", "figures/toy_densities.png",
+        "README.md", "claims.md", "figures/convergence.png", "figures/mnist_samples.png",
+        "figures/toy_densities.png",
         "mnist.md", "status.md", "toy.md",
     ]  # fmt: skip
     assert paths["first"] == paths["second"]
     text = paths["first"]["README.md"].decode()
     for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(claims.md)", "(figures/toy_densities.png)",
-                 "(figures/mnist_samples.png)", "(../summary.csv)"):  # fmt: skip
+                 "(figures/mnist_samples.png)", "(figures/convergence.png)",
+                 "(../summary.csv)"):  # fmt: skip
         assert link in text
+
+
+def _tiny_metrics(path: Path, method: str, seed: int, nll: list[float]) -> Path:
+    """A metrics file with only what the summary and the convergence figure read."""
+    path.mkdir(parents=True)
+    metrics = {
+        "dataset": "moons", "method": method, "seed": seed, "status": "ok",
+        "val_curve": [{"iteration": 100 * i, "val_nll": v, "val_nll_se": 0.01, "val_nfe": 20 + i}
+                      for i, v in enumerate(nll)],
+        "timing": {"val_train_seconds": [5.0 * i for i in range(len(nll))]},
+        "convergence": {"converged": seed == 0, "reason": "patience", "patience": 200,
+                        "cap": 1000, "last_improvement": 100, "stopped_at": 300},
+    }  # fmt: skip
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path / "metrics.json"
+
+
+def test_convergence_figure_command_draws_from_metrics_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = [
+        _tiny_metrics(Path("runs/ffjord/seed0"), "ffjord", 0, [6.0, 2.6, 2.5, 2.45]),
+        _tiny_metrics(Path("runs/glow/seed1"), "glow", 1, [5.0, 2.9, 2.7]),
+    ]
+    frame = summary_module.summarize(paths, "tiny", {"toy": "reduced"})
+    assert frame["val_nfe_first"].tolist() == [21, 21] and frame["val_nfe_last"].tolist() == [23, 22]
+    assert frame["converged"].tolist() == [True, False]
+    summary_module.write(frame, "summary.csv")
+    out = tmp_path / "figures" / "convergence.png"
+    args = ["figures", "--kind", "convergence", "--summary", "summary.csv", "--out", str(out)]
+    assert main(args) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    seconds, nll = figures.validation_curve(paths[1])
+    assert seconds.tolist() == [0.0, 5.0, 10.0] and nll.tolist() == [5.0, 2.9, 2.7]
 
 
 def test_readme_traces_a_number_to_its_run(frame, tmp_path):

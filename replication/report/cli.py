@@ -90,6 +90,11 @@ def _figures(args: argparse.Namespace) -> int:
     frame = summary.read(args.summary)
     if args.kind == "toy":
         figures.toy_figure(frame, args.truth, args.out)
+    elif args.kind == "convergence":
+        from replication.report import entropy
+
+        values = entropy.read(args.entropy) if args.entropy else {}
+        figures.convergence_figure(frame, values, args.out)
     else:
         figures.mnist_figure(frame, args.out)
     print(f"wrote {args.out}")
@@ -211,13 +216,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     figures = _add(
         commands, "figures", _figures,
-        "draw the toy density grid or the MNIST samples figure",
+        "draw the toy density grid, the MNIST samples or the convergence figure",
         "toy: true and learned densities (rows: datasets, columns: methods) from the runs' "
-        "density.npz files; mnist: each method's samples.png. Deterministic PNG output.",
+        "density.npz files; mnist: each method's samples.png; convergence: validation NLL "
+        "against training seconds per dataset, from the runs' metrics.json files (with "
+        "--entropy, each toy density's entropy as a floor). Deterministic PNG output.",
     )  # fmt: skip
-    figures.add_argument("--kind", required=True, choices=("toy", "mnist"))
+    figures.add_argument("--kind", required=True, choices=("toy", "mnist", "convergence"))
     figures.add_argument("--summary", required=True, help="summary CSV")
     figures.add_argument("--truth", nargs="*", default=[], help="true densities, NAME.npz")
+    figures.add_argument("--entropy", help="toy entropies JSON (convergence figure)")
     figures.add_argument("--out", required=True, help="PNG to write")
 
     readme = _add(
