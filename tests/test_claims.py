@@ -69,6 +69,9 @@ def test_rnode_claim_needs_all_three_parts():
 def test_one_seed_or_old_metrics_or_a_missing_method_are_not_testable():
     one_seed = _verdicts(_frame(HOLDING, seeds=(0,)))
     assert all(v.startswith(claims.UNTESTABLE) for v in one_seed), one_seed
+    rnode = claims.rnode_claim(_frame(HOLDING, seeds=(0,)), "toy")
+    assert "training seconds ratio 0.400" in rnode.numbers  # shown, though not judged
+    assert "(2 SE –)" in rnode.numbers
     old = _frame(HOLDING, val_nfe_first=None, val_nfe_last=None)
     assert _verdicts(old)[2] == f"{claims.UNTESTABLE}: ffjord: val_nfe not recorded " \
         "(metrics written before it was)"  # fmt: skip

@@ -244,7 +244,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "re-render a whole report (tables, figures, README) from existing results",
         "Run tables, figures and readme in one go from the summary CSV, the toy entropies, "
         "the true-density grids and the runs' figure files: no weights are read, nothing is "
-        "trained. The report directory gets toy.md, mnist.md, status.md, figures/ and README.md.",
+        "trained. The report directory gets toy.md, mnist.md, status.md, claims.md, figures/ and "
+        "README.md.",
     )  # fmt: skip
     render.add_argument("--summary", required=True, help="summary CSV")
     render.add_argument("--entropy", required=True, help="toy entropies JSON")

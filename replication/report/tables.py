@@ -1,7 +1,9 @@
 """The report's Markdown tables, rendered from the summary alone (no training, no clock).
 
 - ``toy.md``: test NLL per method and toy density (mean +- std over seeds), the density's
-  entropy H (the best NLL possible) and the gap NLL - H; then NFE and training time per run.
+  entropy H (the best NLL possible) and the gap NLL - H, the seeds finished per cell and a
+  dagger where a seed hit its iteration cap before converging; then NFE (training NFE per
+  iteration as mean +- sd over training) and training time per run.
 - ``mnist.md``: test bits/dim with its protocol next to the published number
   (``config/citations.yaml``), their difference and a verdict (:mod:`.verdict`): only runs of
   the paper config, with every seed finished, are judged; then the paper budgets in hours
