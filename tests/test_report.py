@@ -74,6 +74,13 @@ def test_summary_round_trips_and_keeps_provenance(summary_csv, frame):
     assert loaded["test_nll"].tolist() == pytest.approx(frame["test_nll"].tolist(), nan_ok=True)
 
 
+def test_a_summary_written_before_the_convergence_columns_still_reads(frame, tmp_path):
+    summary_module.write(frame.drop(columns=list(summary_module.LATER_COLUMNS)), tmp_path / "s.csv")
+    loaded = summary_module.read(tmp_path / "s.csv")
+    assert loaded[list(summary_module.LATER_COLUMNS)].isna().all().all()
+    assert not summary_module.hit_cap(loaded["converged"]).any()
+
+
 def test_summary_writes_identical_bytes(frame, tmp_path):
     summary_module.write(frame, tmp_path / "a.csv")
     summary_module.write(frame, tmp_path / "b.csv")
@@ -220,6 +227,8 @@ def _tiny_metrics(path: Path, method: str, seed: int, nll: list[float]) -> Path:
         "timing": {"val_train_seconds": [5.0 * i for i in range(len(nll))]},
         "convergence": {"converged": seed == 0, "reason": "patience", "patience": 200,
                         "cap": 1000, "last_improvement": 100, "stopped_at": 300},
+        "nfe_forward": {"end": 26.0, "mean": 24.0, "sd": 3.0},
+        "nfe_backward": {"end": 0.0, "mean": 0.0, "sd": 0.0},
     }  # fmt: skip
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path / "metrics.json"
@@ -235,6 +244,10 @@ def test_convergence_figure_command_draws_from_metrics_files(tmp_path, monkeypat
     assert frame["val_nfe_first"].tolist() == [21, 21] and frame["val_nfe_last"].tolist() == [23, 22]
     assert frame["converged"].tolist() == [True, False]
     summary_module.write(frame, "summary.csv")
+    loaded = summary_module.read("summary.csv")
+    assert summary_module.hit_cap(loaded["converged"]).tolist() == [False, True]
+    assert loaded["train_nfe"].tolist() == [24.0, 24.0] and loaded["nfe_forward_sd"][0] == 3.0
+    assert loaded["patience"][0] == 200 and loaded["iteration_cap"][0] == 1000
     out = tmp_path / "figures" / "convergence.png"
     args = ["figures", "--kind", "convergence", "--summary", "summary.csv", "--out", str(out)]
     assert main(args) == 0
