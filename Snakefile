@@ -54,6 +54,7 @@ rule all:
         MODELS,
         SUMMARY,
         TABLES,
+        CLAIMS,
         FIGURES,
         README,
         CHECKS_MD,

@@ -68,8 +68,10 @@ def choices(values):
 
 TOY_TRUTH = [f"{RESULTS}/truth/{dataset}.npz" for dataset in FAMILIES["toy"]["datasets"]]
 TABLES = [f"{REPORT}/{name}.md" for name in ("toy", "mnist", "status")]
+CLAIMS = f"{REPORT}/claims.md"  # the papers' claims tested on the runs (rules/report.smk)
 FIGURES = [f"{REPORT}/figures/{name}.png" for family, name in
            (("toy", "toy_densities"), ("mnist", "mnist_samples")) if RUNS[family]]  # fmt: skip
+FIGURES.append(f"{REPORT}/figures/convergence.png")  # every family: validation NLL vs seconds
 README = f"{REPORT}/README.md"
 CHECKS = f"{RESULTS}/checks.json"  # the analytic checks (rules/checks.smk)
 CHECKS_MD = f"{REPORT}/checks.md"

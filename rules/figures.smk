@@ -52,3 +52,31 @@ rule mnist_figure:
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication figures --kind {params.kind} "
         "--summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
+
+
+# Validation NLL against training seconds, from the runs' metrics files only (no weights).
+rule convergence_figure:
+    input:
+        summary=SUMMARY,
+        metrics=run_files("toy", "metrics.json") + run_files("mnist", "metrics.json"),
+        entropy=ENTROPY,
+    output:
+        report(
+            f"{REPORT}/figures/convergence.png",
+            caption="captions/convergence.rst",
+            category="Figures",
+        ),
+    log:
+        f"{RESULTS}/logs/convergence_figure.log",
+    params:
+        pythonpath=PYTHONPATH,
+        kind="convergence",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication figures --kind {params.kind} "
+        "--summary {input.summary:q} --entropy {input.entropy:q} --out {output:q} > {log:q} 2>&1"

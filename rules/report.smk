@@ -55,10 +55,30 @@ rule tables:
         "--out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
+rule claims:
+    input:
+        summary=SUMMARY,
+    output:
+        report(CLAIMS, caption="captions/claims.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/claims.log",
+    params:
+        pythonpath=PYTHONPATH,
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication claims "
+        "--summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule readme:
     input:
         summary=SUMMARY,
-        tables=[*TABLES, CHECKS_MD],
+        tables=[*TABLES, CLAIMS, CHECKS_MD],
         figures=FIGURES,
     output:
         report(README, caption="captions/readme.rst", category="Report"),

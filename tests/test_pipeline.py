@@ -82,6 +82,7 @@ def test_dry_run_of_every_profile(workflow, name):
     assert counts.get("train_toy", 0) == toy and counts.get("density", 0) == toy
     assert counts.get("train_mnist", 0) == mnist  # each also writes its samples.png
     assert counts["summarize"] == counts["tables"] == counts["readme"] == 1
+    assert counts["claims"] == counts["convergence_figure"] == 1
     assert counts.get("toy_figure", 0) == int(toy > 0)
     assert counts.get("mnist_figure", 0) == int(mnist > 0)
     assert not (workflow / profile["results"]).exists()  # a dry run writes nothing

@@ -7,6 +7,7 @@ regenerate them with ``UPDATE_GOLDEN=1 pytest tests/test_report.py`` and review 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -73,6 +74,13 @@ def test_summary_round_trips_and_keeps_provenance(summary_csv, frame):
     assert loaded["test_nll"].tolist() == pytest.approx(frame["test_nll"].tolist(), nan_ok=True)
 
 
+def test_a_summary_written_before_the_convergence_columns_still_reads(frame, tmp_path):
+    summary_module.write(frame.drop(columns=list(summary_module.LATER_COLUMNS)), tmp_path / "s.csv")
+    loaded = summary_module.read(tmp_path / "s.csv")
+    assert loaded[list(summary_module.LATER_COLUMNS)].isna().all().all()
+    assert not summary_module.hit_cap(loaded["converged"]).any()
+
+
 def test_summary_writes_identical_bytes(frame, tmp_path):
     summary_module.write(frame, tmp_path / "a.csv")
     summary_module.write(frame, tmp_path / "b.csv")
@@ -101,7 +109,24 @@ def test_toy_table_shows_entropy_gap_and_partial_seeds(frame):
     text = tables.toy_table(frame, entropy.read("toy_entropy.json"))
     assert "2.960 ± 0.014 (+0.128)" in text  # realnvp on 8gaussians: mean ± std (gap)
     assert "3.600 (+0.134) [1/2 seeds]" in text  # one ffjord run failed
+    assert "†" not in text  # no run records a convergence rule: no cap marker, no rule
     assert "`0123456789ab`" in text and "2 seeds (0, 1)" in text
+
+
+def test_toy_table_marks_cells_where_a_seed_hit_its_iteration_cap(frame):
+    frame = frame.copy()
+    frame["converged"], frame["patience"], frame["iteration_cap"] = True, 500, 10000
+    capped = (frame["method"] == "realnvp") & (frame["dataset"] == "8gaussians")
+    frame.loc[capped & (frame["seed"] == 1), "converged"] = False
+    frame["nfe_forward_sd"], frame["nfe_backward_sd"], frame["train_nfe"] = 3.0, 4.0, 26.0
+    text = tables.toy_table(frame, entropy.read("toy_entropy.json"))
+    assert "2.960 ± 0.014 (+0.128) [2/2 seeds]†" in text
+    assert text.count("†") == 3  # the rule in the caption, the cell, the footnote
+    assert "† k of n seeds hit the iteration cap before converging" in text
+    assert "8gaussians realnvp: 1 of 2 seeds." in text
+    assert "for 500 iterations (patience; converged), or until its iteration cap of 10,000" in text
+    assert "| 26.0 ± 5.0 " in text  # training NFE per iteration: mean ± sd over training
+    assert "]†" not in tables.toy_table(frame.assign(converged=True), {})
 
 
 def test_status_table_lists_the_failed_run_with_its_reason(frame):
@@ -147,14 +172,17 @@ def test_true_density_grid_integrates_to_one():
 
 
 def _fake_run_files(frame: pd.DataFrame, root: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """Density grids and sample images for every run of ``frame``, under ``root``."""
+    """Metrics files, density grids and sample images for every run of ``frame``, under
+    ``root``."""
     from matplotlib.image import imsave
 
     frame = frame.copy()
+    originals = frame["metrics"].tolist()
     frame["metrics"] = [str(root / path) for path in frame["metrics"]]
-    for run in frame.itertuples():
+    for run, original in zip(frame.itertuples(), originals, strict=True):
         folder = Path(run.metrics).parent
         folder.mkdir(parents=True, exist_ok=True)
+        Path(run.metrics).write_bytes(Path(original).read_bytes())  # the convergence figure's
         if run.family == "toy":
             density.save(folder / figures.DENSITY_FILE, -np.ones((density.POINTS,) * 2))
         else:
@@ -177,14 +205,55 @@ def test_render_writes_every_file_and_is_deterministic(frame, tmp_path):
         )
         paths[name] = {p.relative_to(tmp_path / name).as_posix(): p.read_bytes() for p in written}
     assert sorted(paths["first"]) == [
-        "README.md", "figures/mnist_samples.png", "figures/toy_densities.png",
+        "README.md", "claims.md", "figures/convergence.png", "figures/mnist_samples.png",
+        "figures/toy_densities.png",
         "mnist.md", "status.md", "toy.md",
     ]  # fmt: skip
     assert paths["first"] == paths["second"]
     text = paths["first"]["README.md"].decode()
-    for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(figures/toy_densities.png)",
-                 "(figures/mnist_samples.png)", "(../summary.csv)"):  # fmt: skip
+    for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(claims.md)", "(figures/toy_densities.png)",
+                 "(figures/mnist_samples.png)", "(figures/convergence.png)",
+                 "(../summary.csv)"):  # fmt: skip
         assert link in text
+
+
+def _tiny_metrics(path: Path, method: str, seed: int, nll: list[float]) -> Path:
+    """A metrics file with only what the summary and the convergence figure read."""
+    path.mkdir(parents=True)
+    metrics = {
+        "dataset": "moons", "method": method, "seed": seed, "status": "ok",
+        "val_curve": [{"iteration": 100 * i, "val_nll": v, "val_nll_se": 0.01, "val_nfe": 20 + i}
+                      for i, v in enumerate(nll)],
+        "timing": {"val_train_seconds": [5.0 * i for i in range(len(nll))]},
+        "convergence": {"converged": seed == 0, "reason": "patience", "patience": 200,
+                        "cap": 1000, "last_improvement": 100, "stopped_at": 300},
+        "nfe_forward": {"end": 26.0, "mean": 24.0, "sd": 3.0},
+        "nfe_backward": {"end": 0.0, "mean": 0.0, "sd": 0.0},
+    }  # fmt: skip
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path / "metrics.json"
+
+
+def test_convergence_figure_command_draws_from_metrics_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = [
+        _tiny_metrics(Path("runs/ffjord/seed0"), "ffjord", 0, [6.0, 2.6, 2.5, 2.45]),
+        _tiny_metrics(Path("runs/glow/seed1"), "glow", 1, [5.0, 2.9, 2.7]),
+    ]
+    frame = summary_module.summarize(paths, "tiny", {"toy": "reduced"})
+    assert frame["val_nfe_first"].tolist() == [21, 21] and frame["val_nfe_last"].tolist() == [23, 22]
+    assert frame["converged"].tolist() == [True, False]
+    summary_module.write(frame, "summary.csv")
+    loaded = summary_module.read("summary.csv")
+    assert summary_module.hit_cap(loaded["converged"]).tolist() == [False, True]
+    assert loaded["train_nfe"].tolist() == [24.0, 24.0] and loaded["nfe_forward_sd"][0] == 3.0
+    assert loaded["patience"][0] == 200 and loaded["iteration_cap"][0] == 1000
+    out = tmp_path / "figures" / "convergence.png"
+    args = ["figures", "--kind", "convergence", "--summary", "summary.csv", "--out", str(out)]
+    assert main(args) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    seconds, nll = figures.validation_curve(paths[1])
+    assert seconds.tolist() == [0.0, 5.0, 10.0] and nll.tolist() == [5.0, 2.9, 2.7]
 
 
 def test_readme_traces_a_number_to_its_run(frame, tmp_path):
@@ -202,6 +271,7 @@ def test_readme_traces_a_number_to_its_run(frame, tmp_path):
         "density",
         "samples",
         "tables",
+        "claims",
         "figures",
         "readme",
         "render",

@@ -77,12 +77,24 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims(args: argparse.Namespace) -> int:
+    from replication.report import claims, summary
+
+    print(f"wrote {claims.write(summary.read(args.summary), args.out)}")
+    return 0
+
+
 def _figures(args: argparse.Namespace) -> int:
     from replication.report import figures, summary
 
     frame = summary.read(args.summary)
     if args.kind == "toy":
         figures.toy_figure(frame, args.truth, args.out)
+    elif args.kind == "convergence":
+        from replication.report import entropy
+
+        values = entropy.read(args.entropy) if args.entropy else {}
+        figures.convergence_figure(frame, values, args.out)
     else:
         figures.mnist_figure(frame, args.out)
     print(f"wrote {args.out}")
@@ -128,7 +140,7 @@ def _add(
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register summarize, entropy, density, samples, tables, figures, readme, render and
+    """Register summarize, entropy, density, samples, tables, claims, figures, readme, render and
     paper-budget."""
     summarize = _add(
         commands, "summarize", _summarize,
@@ -192,15 +204,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     tables.add_argument("--paper-budget", help="paper budget projections (paper-budget's JSON)")
 
+    claims = _add(
+        commands, "claims", _claims,
+        "test the papers' claims (RNODE vs FFJORD cost, FFJORD vs discrete flows, NFE growth)",
+        "Render claims.md from the summary CSV: one row per published claim with the numbers "
+        "that test it, the test in words and a verdict (holds, does not hold, or not testable "
+        "at this budget, with the reason). Deterministic.",
+    )  # fmt: skip
+    claims.add_argument("--summary", required=True, help="summary CSV")
+    claims.add_argument("--out", required=True, help="claims.md to write")
+
     figures = _add(
         commands, "figures", _figures,
-        "draw the toy density grid or the MNIST samples figure",
+        "draw the toy density grid, the MNIST samples or the convergence figure",
         "toy: true and learned densities (rows: datasets, columns: methods) from the runs' "
-        "density.npz files; mnist: each method's samples.png. Deterministic PNG output.",
+        "density.npz files; mnist: each method's samples.png; convergence: validation NLL "
+        "against training seconds per dataset, from the runs' metrics.json files (with "
+        "--entropy, each toy density's entropy as a floor). Deterministic PNG output.",
     )  # fmt: skip
-    figures.add_argument("--kind", required=True, choices=("toy", "mnist"))
+    figures.add_argument("--kind", required=True, choices=("toy", "mnist", "convergence"))
     figures.add_argument("--summary", required=True, help="summary CSV")
     figures.add_argument("--truth", nargs="*", default=[], help="true densities, NAME.npz")
+    figures.add_argument("--entropy", help="toy entropies JSON (convergence figure)")
     figures.add_argument("--out", required=True, help="PNG to write")
 
     readme = _add(
@@ -219,7 +244,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "re-render a whole report (tables, figures, README) from existing results",
         "Run tables, figures and readme in one go from the summary CSV, the toy entropies, "
         "the true-density grids and the runs' figure files: no weights are read, nothing is "
-        "trained. The report directory gets toy.md, mnist.md, status.md, figures/ and README.md.",
+        "trained. The report directory gets toy.md, mnist.md, status.md, claims.md, figures/ and "
+        "README.md.",
     )  # fmt: skip
     render.add_argument("--summary", required=True, help="summary CSV")
     render.add_argument("--entropy", required=True, help="toy entropies JSON")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from replication import atomic
 from replication.checks import collect
-from replication.report import budget, citations, entropy, figures, readme, summary, tables
+from replication.report import budget, citations, claims, entropy, figures, readme, summary, tables
 
 
 def render_report(
@@ -24,14 +24,16 @@ def render_report(
     checks_path: str | Path | None = None,
     budget_path: str | Path | None = None,
 ) -> list[Path]:
-    """Write every table (the checks table too, given ``checks_path``), the figures of the
+    """Write every table (claims.md, and the checks table too, given ``checks_path``), the figures of the
     families that have runs, and the README."""
     out_dir = Path(out_dir)
     frame = summary.read(summary_path)
     cited = citations.load(citations_path, "mnist")
+    entropies = entropy.read(entropy_path)
     written = tables.write_tables(
-        frame, entropy.read(entropy_path), cited, out_dir, tolerance, budget.read(budget_path)
+        frame, entropies, cited, out_dir, tolerance, budget.read(budget_path)
     )
+    written.append(claims.write(frame, out_dir / "claims.md"))
     if checks_path is not None:
         profile = str(frame["profile"].iloc[0])
         records = collect.read([checks_path])
@@ -42,5 +44,6 @@ def render_report(
         drawn.append(figures.toy_figure(frame, truth, out_dir / figures.TOY_FIGURE))
     if (frame["family"] == "mnist").any():
         drawn.append(figures.mnist_figure(frame, out_dir / figures.MNIST_FIGURE))
+    drawn.append(figures.convergence_figure(frame, entropies, out_dir / figures.CONVERGENCE_FIGURE))
     readme_path = readme.write(frame, out_dir / "README.md", summary_path, written, drawn)
     return [*written, *drawn, readme_path]

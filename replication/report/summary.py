@@ -3,7 +3,12 @@
 The summary is the single table every report table is rendered from. It is written with
 pandas so that ``pandas.read_csv`` gives back every number; a value that does not apply to a
 run (bits/dim of a toy density, NFE of a discrete flow) is an empty cell. NFE columns hold the
-end-of-training values (the mean over the last iterations, see :mod:`replication.metrics`).
+end-of-training values (the mean over the last iterations, see :mod:`replication.metrics`);
+``nfe_*_sd`` their standard deviation over all training iterations, ``train_nfe`` the mean
+forward plus backward NFE per training iteration, ``val_nfe_first``/``val_nfe_last`` the
+evaluation solver's NFE per validation batch at the first validation after iteration 0 and at
+the last one, ``converged``, ``stop_reason``, ``patience``, ``iteration_cap`` and
+``stopped_at`` the run's stopping rule and where it stopped (empty for runs recorded before it).
 """
 
 from __future__ import annotations
@@ -27,7 +32,13 @@ COLUMNS: tuple[str, ...] = (
     "train_seconds", "seconds_per_iter", "params", "dims", "iterations",
     "commit", "dirty", "device", "precision", "versions", "config_digest", "metrics",
     "protocol_digest", "protocol",
+    "converged", "stop_reason", "patience", "iteration_cap", "stopped_at",
+    "nfe_forward_sd", "nfe_backward_sd", "train_nfe", "val_nfe_first", "val_nfe_last",
 )  # fmt: skip
+
+# Columns added with the convergence rule (issue 13): a summary written before them is still
+# read, with these columns empty, so an old report re-renders (claims then say not testable).
+LATER_COLUMNS = COLUMNS[COLUMNS.index("converged") :]
 
 
 _TEST_FIELDS = ("test_nll", "test_nll_se", "test_bpd", "test_bpd_se", "test_count")
@@ -41,6 +52,28 @@ def family_of(dataset: str) -> str:
 def _end(statistics: Mapping | None) -> float | None:
     """The end-of-training value of an NFE record ``{end, mean}``, or None."""
     return None if statistics is None else statistics.get("end")
+
+
+def _sd(statistics: Mapping | None) -> float | None:
+    """The standard deviation over training iterations of an NFE record, or None."""
+    return None if statistics is None else statistics.get("sd")
+
+
+def _train_nfe(metrics: Mapping) -> float | None:
+    """Function evaluations per training iteration, forward plus backward (means over
+    training); None for a discrete flow or a run recorded before the means were."""
+    forward, backward = metrics.get("nfe_forward"), metrics.get("nfe_backward")
+    if not forward or forward.get("mean") is None:
+        return None
+    return forward["mean"] + ((backward or {}).get("mean") or 0.0)
+
+
+def _val_nfe(metrics: Mapping) -> tuple[float | None, float | None]:
+    """``val_nfe`` at the first validation after iteration 0 and at the last validation."""
+    points = [p for p in metrics.get("val_curve") or [] if p.get("iteration", 0) > 0]
+    if not points:
+        return None, None
+    return points[0].get("val_nfe"), points[-1].get("val_nfe")
 
 
 def _dims(metrics: Mapping) -> int | None:
@@ -105,6 +138,8 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
     timing = metrics.get("timing") or {}
     provenance = metrics.get("provenance") or {}
     dataset = metrics["dataset"]
+    convergence = metrics.get("convergence") or {}
+    val_nfe_first, val_nfe_last = _val_nfe(metrics)
     return {
         "profile": profile,
         "family": family_of(dataset),
@@ -131,6 +166,16 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
         "metrics": path,
         "protocol_digest": _protocol_digest(metrics),
         "protocol": _protocol(metrics),
+        "converged": convergence.get("converged"),
+        "stop_reason": convergence.get("reason"),
+        "patience": convergence.get("patience"),
+        "iteration_cap": convergence.get("cap"),
+        "stopped_at": convergence.get("stopped_at"),
+        "nfe_forward_sd": _sd(metrics.get("nfe_forward")),
+        "nfe_backward_sd": _sd(metrics.get("nfe_backward")),
+        "train_nfe": _train_nfe(metrics),
+        "val_nfe_first": val_nfe_first,
+        "val_nfe_last": val_nfe_last,
     }
 
 
@@ -157,6 +202,12 @@ def summarize(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def hit_cap(converged: pd.Series) -> pd.Series:
+    """True where a run stopped at its iteration cap before converging (``converged`` is
+    False, however pandas read it); False where it converged or was not recorded."""
+    return converged.map(lambda value: str(value) in ("False", "0", "0.0"))
+
+
 def write(frame: pd.DataFrame, path: str | Path) -> None:
     """Write the summary as CSV (same rows, same bytes), atomically."""
     buffer = io.StringIO()
@@ -169,8 +220,13 @@ def read(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"summary file not found: {path}")
-    text_columns = ("commit", "config_digest", "metrics", "protocol_digest", "protocol")
+    text_columns = (
+        "commit", "config_digest", "metrics", "protocol_digest", "protocol", "stop_reason",
+    )  # fmt: skip
     frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+    for column in LATER_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
     missing = [column for column in COLUMNS if column not in frame.columns]
     if missing:
         raise ConfigError(f"{path} lacks the summary columns {', '.join(missing)}")

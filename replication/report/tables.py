@@ -1,7 +1,9 @@
 """The report's Markdown tables, rendered from the summary alone (no training, no clock).
 
 - ``toy.md``: test NLL per method and toy density (mean +- std over seeds), the density's
-  entropy H (the best NLL possible) and the gap NLL - H; then NFE and training time per run.
+  entropy H (the best NLL possible) and the gap NLL - H, the seeds finished per cell and a
+  dagger where a seed hit its iteration cap before converging; then NFE (training NFE per
+  iteration as mean +- sd over training) and training time per run.
 - ``mnist.md``: test bits/dim with its protocol next to the published number
   (``config/citations.yaml``), their difference and a verdict (:mod:`.verdict`): only runs of
   the paper config, with every seed finished, are judged; then the paper budgets in hours
@@ -23,6 +25,7 @@ from replication import atomic
 from replication.config import load as load_config
 from replication.report import TOLERANCE_BPD
 from replication.report.citations import Citation, Citations
+from replication.report.summary import hit_cap
 from replication.report.verdict import judge
 from replication.status import OK, usable
 
@@ -30,8 +33,12 @@ _DASH = "–"
 _COST = (
     "NFE forward and backward per training iteration at the end of training (backward "
     "evaluations happen in adjoint solves only: 0 with direct backpropagation through the "
-    "solver), NFE per test batch, training time and median time per iteration"
+    "solver); training NFE per iteration (forward + backward) as mean ± standard deviation "
+    "over all training iterations (an adaptive solver's NFE varies from step to step; the "
+    "standard deviation combines forward and backward as if independent), averaged over "
+    "seeds; NFE per test batch, training time and median time per iteration"
 )
+_DAGGER = "†"
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -114,9 +121,45 @@ def _gap_cell(runs: pd.DataFrame, entropy: float | None) -> str:
     cell = _mean_std(ok["test_nll"])
     if entropy is not None:
         cell += f" ({ok['test_nll'].mean() - entropy:+.3f})"
-    if len(ok) < len(runs):
-        cell += f" [{len(ok)}/{len(runs)} seeds]"
-    return cell
+    cell += f" [{len(ok)}/{len(runs)} seed{'s' * (len(runs) != 1)}]"
+    return cell + (_DAGGER if hit_cap(ok["converged"]).any() else "")
+
+
+def _capped_note(frame: pd.DataFrame, keys: tuple[str, ...]) -> str:
+    """The footnote of the cells marked with a dagger, or nothing when no seed hit its cap."""
+    ok = _ok(frame)
+    capped = ok.groupby(list(keys), sort=False)["converged"].agg(
+        lambda converged: (int(hit_cap(converged).sum()), len(converged))
+    )
+    cells = [(key, k, n) for key, (k, n) in capped.items() if k]
+    if not cells:
+        return ""
+    listed = "; ".join(
+        f"{' '.join(key) if isinstance(key, tuple) else key}: {k} of {n} seeds"
+        for key, k, n in cells
+    )
+    return (
+        f"\n\n{_DAGGER} k of n seeds hit the iteration cap before converging (their "
+        f"numbers are those at the cap): {listed}."
+    )
+
+
+def convergence_rule(frame: pd.DataFrame) -> str:
+    """How the runs were stopped, with the patience and caps the metrics record (empty when
+    no run records a convergence rule)."""
+    known = frame[frame["converged"].notna()]
+    if known.empty:
+        return ""
+
+    def values(column: str) -> str:
+        return " / ".join(f"{int(v):,}" for v in sorted(known[column].dropna().unique()))
+
+    return (
+        " Each run trained until its validation NLL had not improved by more than its "
+        f"standard error for {values('patience')} iterations (patience; converged), or until "
+        f"its iteration cap of {values('iteration_cap')} (not converged); a cell with "
+        f"{_DAGGER} has seeds that hit the cap. [k/n seeds]: seeds finished of seeds run."
+    )
 
 
 def toy_table(frame: pd.DataFrame, entropy: dict[str, dict[str, float]]) -> str:
@@ -141,8 +184,8 @@ def toy_table(frame: pd.DataFrame, entropy: dict[str, dict[str, float]]) -> str:
         "deviation over seeds (the mean alone for one seed), and in brackets the gap to the "
         "density's differential entropy H, the lowest expected NLL any model can reach (H is "
         "a Monte-Carlo estimate ± its standard error). Runs that did not finish are left out "
-        "of the mean (see status.md).\n\n"
-        f"{_markdown(nll_rows)}\n\n"
+        f"of the mean (see status.md).{convergence_rule(frame)}\n\n"
+        f"{_markdown(nll_rows)}{_capped_note(frame, ('dataset', 'method'))}\n\n"
         "**Cost** per method and dataset (means over finished seeds): "
         f"{_COST}; NFE do not apply to discrete flows.\n\n"
         f"{_markdown(cost_rows)}\n"
@@ -156,11 +199,21 @@ def _cost_row(runs: pd.DataFrame, keys: dict) -> dict:
         "seeds ok": f"{len(ok)}/{len(runs)}",
         "NFE fwd": _number(ok["nfe_forward"].mean(), 1),
         "NFE bwd": _number(ok["nfe_backward"].mean(), 1),
+        "train NFE/iter": _train_nfe(ok),
         "test NFE": _number(ok["test_nfe"].mean(), 1),
         "train time (s)": _seconds(ok["train_seconds"].mean()),
         "ms/iter": _number(ok["seconds_per_iter"].mean() * 1000, 1),
         "params": _DASH if ok.empty else f"{int(ok['params'].iloc[0]):,}",
     }
+
+
+def _train_nfe(ok: pd.DataFrame) -> str:
+    """Training NFE per iteration, mean ± sd over training, each averaged over seeds."""
+    mean = ok["train_nfe"].mean()
+    if math.isnan(mean):
+        return _DASH
+    spread = (ok["nfe_forward_sd"] ** 2 + ok["nfe_backward_sd"].fillna(0) ** 2) ** 0.5
+    return _number(mean, 1) + ("" if spread.isna().all() else f" ± {_number(spread.mean(), 1)}")
 
 
 def _paper_digest(cited: Citation | None) -> str | None:
@@ -191,7 +244,9 @@ def mnist_table(
                 "method": method,
                 "protocol": " / ".join(_order(runs["protocol"].fillna(_DASH))),
                 "D": str(int(runs["dims"].iloc[0])),
-                "test bpd": _mean_std(ok["test_bpd"]),
+                "test bpd": _mean_std(ok["test_bpd"])
+                + f" [{len(ok)}/{len(runs)} seed{'s' * (len(runs) != 1)}]"
+                + (_DAGGER if hit_cap(ok["converged"]).any() else ""),
                 "95% interval": judged.interval,
                 "published": _number(published, 2),
                 "source": f"{cited.source} [{cited.tag}]"
@@ -217,8 +272,8 @@ def mnist_table(
         "*not comparable*), and only when every seed finished (else *incomplete*); then "
         "*reproduced* when the published value lies in the 95% Student-t interval of our "
         f"mean over seeds (n - 1 degrees of freedom) and within ±{tolerance} bits/dim of it, "
-        f"else *better* or *worse than published*. Cost: {_COST}.\n\n"
-        f"{_markdown(rows)}\n\n{budget_table(budget or [])}"
+        f"else *better* or *worse than published*.{convergence_rule(frame)} Cost: {_COST}.\n\n"
+        f"{_markdown(rows)}{_capped_note(frame, ('method',))}\n\n{budget_table(budget or [])}"
     )
 
 

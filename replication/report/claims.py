@@ -1,0 +1,254 @@
+"""``claims.md``: the papers' qualitative claims, each tested on this profile's runs.
+
+One row per claim (and data family): the claim, its source, the numbers that test it, the test
+in words, and a verdict: *holds*, *does not hold*, or *not testable at this budget* (with the
+reason: fewer than two seeds, a method not run, or a field the runs' metrics files lack).
+Everything is read from the summary (:mod:`.summary`), so the same summary gives the same bytes.
+
+The tests, over the finished runs (``ok`` or ``recovered``) of each method:
+
+- *Two means differ* when |m_a - m_b| > 2 SE with SE = sqrt(s_a^2 / n_a + s_b^2 / n_b), the
+  standard error of the difference of the means over seeds (Welch's, without its t quantile:
+  with 2 to 5 seeds, 2 SE is a plain, stated threshold, not a calibrated 95% test).
+- *Ratios* are of the methods' means over seeds per dataset; a family's ratio is the geometric
+  mean over its datasets, and a ratio part holds when the ratio is below 1 on every dataset.
+- *A quantity grows* by the sign test: of the n runs where it changed, k grew; under "no
+  tendency" k ~ Binomial(n, 1/2), and p = P(K >= k) = sum_{i >= k} C(n, i) / 2^n (one-sided).
+  The claim holds when p < 0.05 (which needs n >= 5 runs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from replication import atomic
+from replication.report.summary import hit_cap
+from replication.report.tables import caption
+from replication.status import usable
+
+HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable at this budget"
+SIGNIFICANCE = 0.05
+_FINLAY = "Finlay et al. 2020 (RNODE), MNIST: 2.8x less training time than FFJORD"
+_GRATHWOHL = "Grathwohl et al. 2019 (FFJORD), figure 2"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of ``claims.md``."""
+
+    claim: str
+    source: str
+    numbers: str
+    test: str
+    verdict: str
+
+
+def _finished(frame: pd.DataFrame, family: str, method: str) -> pd.DataFrame:
+    runs = frame[(frame["family"] == family) & (frame["method"] == method)]
+    return runs[runs["status"].map(usable)]
+
+
+def _nll_column(family: str) -> str:
+    return "test_nll" if family == "toy" else "test_bpd"
+
+
+def difference(a: pd.Series, b: pd.Series) -> tuple[float, float]:
+    """``mean(a) - mean(b)`` and its standard error over seeds (NaN with < 2 seeds in either)."""
+    a, b = a.dropna().astype(float), b.dropna().astype(float)
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return a.mean() - b.mean(), se
+
+
+def sign_test(first: pd.Series, last: pd.Series) -> tuple[int, int, float]:
+    """Runs where ``last > first`` (k), runs where they differ (n), and P(K >= k | n, 1/2)."""
+    change = (last.astype(float) - first.astype(float)).dropna()
+    change = change[change != 0]
+    grew, n = int((change > 0).sum()), len(change)
+    p = sum(math.comb(n, i) for i in range(grew, n + 1)) / 2**n
+    return grew, n, p
+
+
+def _missing(runs: dict[str, pd.DataFrame], columns: tuple[str, ...]) -> str | None:
+    """Why the methods' runs lack what a claim needs (a method, a recorded field), or None."""
+    for method, ran in runs.items():
+        if ran.empty:
+            return f"no finished {method} runs"
+        for column in columns:
+            if ran[column].isna().any():
+                return f"{method}: {column} not recorded (metrics written before it was)"
+    return None
+
+
+def _few_seeds(runs: dict[str, pd.DataFrame]) -> str | None:
+    """Why the methods' runs cannot give a standard error (a dataset with one seed), or None."""
+    for method, ran in runs.items():
+        seeds = ran.groupby("dataset")["seed"].nunique().min()
+        if seeds < 2:
+            return f"{method}: {seeds} seed per dataset, a standard error needs 2"
+    return None
+
+
+def _why_untestable(runs: dict[str, pd.DataFrame], columns: tuple[str, ...]) -> str | None:
+    return _missing(runs, columns) or _few_seeds(runs)
+
+
+def _capped(runs: pd.DataFrame) -> str:
+    capped = int(hit_cap(runs["converged"]).sum())
+    known = int(runs["converged"].notna().sum())
+    return f"{capped}/{known} runs hit the iteration cap" if known else "convergence not recorded"
+
+
+def _ratio(rnode: pd.DataFrame, ffjord: pd.DataFrame, column: str) -> tuple[float, float]:
+    """Geometric mean over datasets and largest per-dataset ratio of the means of ``column``."""
+    ratios = rnode.groupby("dataset")[column].mean() / ffjord.groupby("dataset")[column].mean()
+    ratios = ratios.dropna()
+    return float(np.exp(np.log(ratios).mean())), ratios.max()
+
+
+def rnode_claim(frame: pd.DataFrame, family: str) -> Claim:
+    """Claim a: RNODE reaches FFJORD's NLL or better with fewer evaluations and less time."""
+    column = _nll_column(family)
+    runs = {m: _finished(frame, family, m) for m in ("rnode", "ffjord")}
+    test = (
+        f"NLL: on every dataset, mean RNODE - mean FFJORD {column} <= 2 SE (not significantly "
+        "worse); NFE: training NFE per iteration (forward + backward, mean over training), "
+        "ratio RNODE/FFJORD of the means < 1 on every dataset; time: the same for training "
+        "seconds. Holds only if all three parts hold."
+    )
+    claim = f"RNODE reaches FFJORD's NLL or better with fewer training evaluations and less " \
+        f"training time ({family})"  # fmt: skip
+    why = _missing(runs, (column, "train_nfe", "train_seconds"))
+    if why is None and set(runs["rnode"]["dataset"]) != set(runs["ffjord"]["dataset"]):
+        why = "RNODE and FFJORD ran on different datasets"
+    if why is not None:
+        return Claim(claim, _FINLAY, "–", test, f"{UNTESTABLE}: {why}")
+    rnode, ffjord = runs["rnode"], runs["ffjord"]
+    parts, nll_ok = [], True
+    for dataset in dict.fromkeys(ffjord["dataset"]):
+        diff, se = difference(
+            rnode.loc[rnode["dataset"] == dataset, column],
+            ffjord.loc[ffjord["dataset"] == dataset, column],
+        )
+        nll_ok &= diff <= 2 * se
+        parts.append(f"{dataset} {diff:+.3f} (2 SE {'–' if math.isnan(se) else f'{2 * se:.3f}'})")
+    nfe, nfe_max = _ratio(rnode, ffjord, "train_nfe")
+    seconds, seconds_max = _ratio(rnode, ffjord, "train_seconds")
+    numbers = (
+        f"{column} difference: {'; '.join(parts)}. NFE/iteration ratio {nfe:.3f} "
+        f"(largest {nfe_max:.3f}); training seconds ratio {seconds:.3f} (largest "
+        f"{seconds_max:.3f}). RNODE {_capped(rnode)}; FFJORD {_capped(ffjord)}."
+    )
+    few = _few_seeds(runs)  # the numbers stand; the NLL part cannot be judged
+    if few is not None:
+        return Claim(claim, _FINLAY, numbers, test, f"{UNTESTABLE}: {few}")
+    holds = nll_ok and nfe_max < 1 and seconds_max < 1
+    return Claim(claim, _FINLAY, numbers, test, HOLDS if holds else FAILS)
+
+
+def _compare(ffjord: pd.DataFrame, other: pd.DataFrame) -> tuple[int, int, int]:
+    """Datasets where FFJORD's mean test NLL is lower by > 2 SE, within 2 SE, higher by > 2 SE."""
+    counts = [0, 0, 0]
+    for dataset in dict.fromkeys(ffjord["dataset"]):
+        if dataset not in set(other["dataset"]):
+            continue
+        diff, se = difference(
+            ffjord.loc[ffjord["dataset"] == dataset, "test_nll"],
+            other.loc[other["dataset"] == dataset, "test_nll"],
+        )
+        counts[0 if diff < -2 * se else 2 if diff > 2 * se else 1] += 1
+    return counts[0], counts[1], counts[2]
+
+
+def ffjord_claim(frame: pd.DataFrame) -> Claim:
+    """Claim b: FFJORD fits the toy densities better than Glow and RealNVP."""
+    others = ("glow", "realnvp")
+    runs = {m: _finished(frame, "toy", m) for m in ("ffjord", *others)}
+    test = (
+        "Per toy dataset, FFJORD's mean test NLL against each other method's: significantly "
+        "better if lower by more than 2 SE (standard error of the difference of the means over "
+        "seeds), worse if higher by more, else indistinguishable. Holds if, against each of "
+        "Glow and RealNVP, FFJORD is better on more than half of the datasets and worse on none."
+    )
+    claim = "FFJORD fits the toy densities better than Glow and RealNVP"
+    why = _why_untestable(runs, ("test_nll",))
+    if why is not None:
+        return Claim(claim, _GRATHWOHL, "–", test, f"{UNTESTABLE}: {why}")
+    parts, holds = [], True
+    for other in others:
+        better, same, worse = _compare(runs["ffjord"], runs[other])
+        total = better + same + worse
+        holds &= total > 0 and better > total / 2 and worse == 0
+        parts.append(
+            f"vs {other}: better on {better}, indistinguishable on {same}, worse on {worse} "
+            f"of {total} datasets"
+        )
+    numbers = "; ".join(parts) + f". FFJORD {_capped(runs['ffjord'])}."
+    return Claim(claim, _GRATHWOHL, numbers, test, HOLDS if holds else FAILS)
+
+
+def _growth(runs: pd.DataFrame) -> str:
+    grew, n, p = sign_test(runs["val_nfe_first"], runs["val_nfe_last"])
+    return f"grew in {grew} of {n} runs that changed (of {len(runs)}), p = {p:.3f}"
+
+
+def nfe_growth_claim(frame: pd.DataFrame) -> Claim:
+    """Claim c: an unregularised continuous flow's test NFE grows during training."""
+    runs = {m: frame[(frame["method"] == m) & frame["status"].map(usable)]
+            for m in ("ffjord", "rnode")}  # fmt: skip
+    test = (
+        "Sign test over FFJORD runs (every family): NFE per validation batch of the evaluation "
+        "solver at the last validation vs at the first after iteration 0; p = P(K >= k) for "
+        f"K ~ Binomial(n, 1/2), one-sided. Holds if p < {SIGNIFICANCE}. RNODE (regularised) "
+        "is shown for contrast and does not enter the verdict."
+    )
+    claim = "A continuous flow's test NFE grows during training without regularisation"
+    source = "Grathwohl et al. 2019; Finlay et al. 2020"
+    ffjord = runs["ffjord"]
+    why = None
+    if ffjord.empty:
+        why = "no finished ffjord runs"
+    elif ffjord["val_nfe_last"].isna().any() or ffjord["val_nfe_first"].isna().any():
+        why = "ffjord: val_nfe not recorded (metrics written before it was)"
+    elif ffjord["seed"].nunique() < 2:
+        why = "ffjord: 1 seed"
+    if why is not None:
+        return Claim(claim, source, "–", test, f"{UNTESTABLE}: {why}")
+    numbers = f"FFJORD: {_growth(ffjord)}."
+    if not runs["rnode"].empty and runs["rnode"]["val_nfe_last"].notna().all():
+        numbers += f" RNODE: {_growth(runs['rnode'])}."
+    _, n, p = sign_test(ffjord["val_nfe_first"], ffjord["val_nfe_last"])
+    if n < 5:
+        return Claim(claim, source, numbers, test, f"{UNTESTABLE}: {n} runs changed, p < "
+                     f"{SIGNIFICANCE} needs 5")  # fmt: skip
+    return Claim(claim, source, numbers, test, HOLDS if p < SIGNIFICANCE else FAILS)
+
+
+def claims(frame: pd.DataFrame) -> list[Claim]:
+    """Every claim, tested on ``frame`` (a summary)."""
+    rows = [rnode_claim(frame, family) for family in dict.fromkeys(frame["family"])]
+    return [*rows, ffjord_claim(frame), nfe_growth_claim(frame)]
+
+
+def claims_table(frame: pd.DataFrame) -> str:
+    """The text of ``claims.md``."""
+    rows = pd.DataFrame([asdict(claim) for claim in claims(frame)])
+    return (
+        f"# Published claims, tested\n\n{caption(frame)}\n\n"
+        "Each row tests one qualitative claim of the papers on this profile's finished runs "
+        "(toy: test NLL in nats; MNIST: test bits/dim). SE is the standard error of a "
+        "difference of means over seeds, sqrt(s_a²/n_a + s_b²/n_b); ratios are geometric "
+        "means over datasets of the ratio of the methods' means. A claim is *not testable at "
+        "this budget* when a method was not run, a field was not recorded, or a comparison "
+        "has fewer than two seeds.\n\n"
+        f"{rows.to_markdown(index=False, disable_numparse=True)}\n"
+    )
+
+
+def write(frame: pd.DataFrame, out: str | Path) -> Path:
+    atomic.write_text(out, claims_table(frame))
+    return Path(out)

@@ -1,0 +1,97 @@
+"""claims.md: each claim's verdict on synthetic summaries built so that it holds, or not."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from replication.__main__ import main
+from replication.report import claims
+from replication.report import summary as summary_module
+
+DATASETS = ("8gaussians", "moons")
+# method: (test NLL, training NFE per iteration, training seconds, val NFE first -> last)
+HOLDING = {
+    "ffjord": (2.80, 60.0, 100.0, (20.0, 40.0)),
+    "rnode": (2.79, 16.0, 40.0, (16.0, 16.0)),
+    "glow": (3.00, None, 10.0, (None, None)),
+    "realnvp": (3.10, None, 10.0, (None, None)),
+}
+
+
+def _frame(values: dict, seeds: tuple[int, ...] = (0, 1, 2), **column_values) -> pd.DataFrame:
+    """A toy summary: every method x dataset x seed, with a small spread over seeds."""
+    rows = []
+    for method, (nll, nfe, seconds, (first, last)) in values.items():
+        for dataset in DATASETS:
+            for seed in seeds:
+                jitter = 0.01 * (seed - 1)
+                rows.append({
+                    "profile": "synthetic", "family": "toy", "dataset": dataset,
+                    "method": method, "seed": seed, "status": "ok", "budget": "reduced",
+                    "test_nll": nll + jitter, "train_nfe": nfe, "train_seconds": seconds,
+                    "val_nfe_first": first, "val_nfe_last": None if last is None else last + seed,
+                    "converged": True, "commit": "0" * 40, "dirty": False,
+                    "device": "cpu", "precision": "float32",
+                })  # fmt: skip
+    frame = pd.DataFrame(rows).reindex(columns=list(summary_module.COLUMNS))
+    for column, value in column_values.items():
+        frame[column] = value
+    return frame
+
+
+def _verdicts(frame: pd.DataFrame) -> list[str]:
+    return [claim.verdict for claim in claims.claims(frame)]
+
+
+def test_every_claim_holds_where_the_numbers_say_so():
+    assert _verdicts(_frame(HOLDING)) == [claims.HOLDS] * 3
+
+
+def test_each_claim_fails_where_the_numbers_contradict_it():
+    values = dict(HOLDING)
+    values["rnode"] = (2.90, 16.0, 40.0, (16.0, 16.0))  # significantly worse NLL than FFJORD
+    values["glow"] = (2.70, None, 10.0, (None, None))  # Glow beats FFJORD
+    values["ffjord"] = (2.80, 60.0, 100.0, (40.0, 20.0))  # NFE shrinks
+    assert _verdicts(_frame(values)) == [claims.FAILS] * 3
+
+
+def test_rnode_claim_needs_all_three_parts():
+    values = dict(HOLDING)
+    values["rnode"] = (2.79, 16.0, 150.0, (16.0, 16.0))  # slower than FFJORD
+    rnode = claims.rnode_claim(_frame(values), "toy")
+    assert rnode.verdict == claims.FAILS
+    assert "training seconds ratio 1.500" in rnode.numbers
+
+
+def test_one_seed_or_old_metrics_or_a_missing_method_are_not_testable():
+    one_seed = _verdicts(_frame(HOLDING, seeds=(0,)))
+    assert all(v.startswith(claims.UNTESTABLE) for v in one_seed), one_seed
+    rnode = claims.rnode_claim(_frame(HOLDING, seeds=(0,)), "toy")
+    assert "training seconds ratio 0.400" in rnode.numbers  # shown, though not judged
+    assert "(2 SE –)" in rnode.numbers
+    old = _frame(HOLDING, val_nfe_first=None, val_nfe_last=None)
+    assert _verdicts(old)[2] == f"{claims.UNTESTABLE}: ffjord: val_nfe not recorded " \
+        "(metrics written before it was)"  # fmt: skip
+    no_glow = {k: v for k, v in HOLDING.items() if k != "glow"}
+    assert _verdicts(_frame(no_glow))[1] == f"{claims.UNTESTABLE}: no finished glow runs"
+
+
+def test_sign_test_is_the_binomial_tail():
+    grew, n, p = claims.sign_test(pd.Series([1.0] * 6), pd.Series([2, 2, 2, 2, 2, 1.0]))
+    assert (grew, n) == (5, 5)  # the tie is dropped
+    assert p == pytest.approx(1 / 32)
+    grew, n, p = claims.sign_test(pd.Series([1.0] * 4), pd.Series([2, 2, 2, 0.0]))
+    assert p == pytest.approx((math.comb(4, 3) + 1) / 16)
+
+
+def test_claims_command_writes_the_same_bytes_twice(tmp_path):
+    path = tmp_path / "summary.csv"
+    summary_module.write(_frame(HOLDING), path)
+    for name in ("a.md", "b.md"):
+        assert main(["claims", "--summary", str(path), "--out", str(tmp_path / name)]) == 0
+    text = (tmp_path / "a.md").read_text()
+    assert text == (tmp_path / "b.md").read_text()
+    assert text.count("| holds") == 3 and "Profile `synthetic`" in text
