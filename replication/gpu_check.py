@@ -172,7 +172,7 @@ def _paper_configs() -> tuple[list[Path], int]:
     """The MNIST configs of the paper profile, and its number of seeds."""
     profile = yaml.safe_load(PAPER_PROFILE.read_text())
     paths = [ROOT / entry["config"] for entry in profile["families"]["mnist"]["methods"]]
-    return paths, len(profile["seeds"])
+    return paths, len(profile["families"]["mnist"]["seeds"])
 
 
 def run(out: Path, timing_iterations: int = 3, devices: list[str] | None = None) -> dict:

@@ -66,7 +66,7 @@ def check_runs(profile: dict, source: str) -> int:
     checked = 0
     for family, spec in profile["families"].items():
         for index, entry in enumerate(spec["methods"]):
-            for dataset, seed in _pairs(spec["datasets"], profile["seeds"]):
+            for dataset, seed in _pairs(spec["datasets"], spec["seeds"]):
                 overrides = run_overrides(profile, family, entry, dataset, seed)
                 try:
                     experiment.load(entry["config"], tuple(overrides))

@@ -48,7 +48,7 @@ RUNS = {
         {"dataset": dataset, "method": entry["method"], "seed": seed}
         for dataset in spec["datasets"]
         for entry in spec["methods"]
-        for seed in config["seeds"]
+        for seed in spec["seeds"]
     ]
     for family, spec in FAMILIES.items()
 }

@@ -118,7 +118,11 @@ OVERRIDES = [
         ("model.train_solver.rtol=.inf", "model.train_solver.rtol must be"),
         ("model.eval_solver.method=euler", "model.eval_solver: fixed-grid solver 'euler'"),
         ("model.train_solver.method=magic", "model.train_solver: unknown ODE solver 'magic'"),
-        ("model.train_solver.method=dopri5", "model.train_solver: adaptive solver 'dopri5'"),
+        ("model.train_solver.step_size=0.2", "model.train_solver: adaptive solver 'dopri5'"),
+        ("model.train_solver.method=rk4", "model.train_solver: fixed-grid solver 'rk4'"),
+        ("train.patience=0", "train.patience"),
+        ("train.patience=10", "train.patience must be at least train.eval_every = 100"),
+        ("data.train_draws=sometimes", "data.train_draws"),
         ("model.eval_solver={method: rk4, step_size: 0}", "model.eval_solver.step_size"),
         ("model.eval_solver={method: rk4, step_size: 2}", "model.eval_solver.step_size"),
         ("model.divergence=guess", "model.divergence"),
@@ -173,14 +177,17 @@ def _family(key: str, value: object, family: str = "toy") -> object:
 
 
 PROFILES = [
-    profile_case(edited_smoke(_drop("seeds")), "'seeds' is a required property"),
+    profile_case(
+        edited_smoke(lambda p: p["families"]["toy"].pop("seeds")),
+        "families.toy: 'seeds' is a required property",
+    ),
     profile_case(edited_smoke(_drop("checks")), "'checks' is a required property"),
     profile_case(
         edited_smoke(lambda p: p["families"]["mnist"].pop("threads")),
         "families.mnist: 'threads' is a required property",
     ),
-    profile_case(edited_smoke(lambda p: p.__setitem__("seeds", [-1])), "seeds.0"),
-    profile_case(edited_smoke(lambda p: p.__setitem__("seeds", [0, 0])), "seeds: [0, 0]"),
+    profile_case(edited_smoke(_family("seeds", [-1])), "families.toy.seeds.0"),
+    profile_case(edited_smoke(_family("seeds", [0, 0])), "families.toy.seeds: [0, 0]"),
     profile_case(edited_smoke(_family("device", "gpu")), "families.toy.device: 'gpu'"),
     profile_case(edited_smoke(lambda p: p.__setitem__("device", "cpu")), "'device' was unexpected"),
     profile_case(edited_smoke(_family("threads", 0)), "families.toy.threads"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from replication import config
@@ -99,3 +101,39 @@ def test_a_key_written_twice_is_refused(tmp_path):
     path.write_text("model: {method: nice}\ntrain:\n  lr: 1.0e-3\n  lr: 2.0e-3\n")
     with pytest.raises(ConfigError, match=r"(?s)duplicate key .lr.*line 4"):
         config.load(path)
+
+
+def test_reduced_mnist_configs_share_one_protocol():
+    """The reduced MNIST table compares its six rows: same images, dequantization, splits."""
+    from replication.flows import methods
+
+    load = config.load
+    configs = {path.name: load(path) for path in Path("config/experiments/mnist").glob("*-cpu.yaml")}
+    assert {name.removesuffix("-cpu.yaml") for name in configs} == set(methods())
+    protocols = {name: experiment.data for name, experiment in configs.items()}
+    assert len(set(protocols.values())) == 1, protocols
+    (protocol,) = set(protocols.values())
+    assert protocol.mnist.image_size == 14 and protocol.mnist.eval_dequantization == "noise"
+
+
+def test_continuous_flows_train_as_their_papers():
+    """FFJORD and CNF train with adaptive dopri5, RNODE on its paper's rk4 grid (step 0.25),
+    on toy and reduced MNIST; every reduced config stops by convergence (train.patience)."""
+    load = config.load
+    for folder, suffix in (("toy", ""), ("mnist", "-cpu")):
+        for method in ("cnf", "ffjord", "rnode"):
+            experiment = load(Path(f"config/experiments/{folder}/{method}{suffix}.yaml"))
+            solver = experiment.model.options.train_solver
+            if method == "rnode":
+                assert (solver.method, solver.step_size) == ("rk4", 0.25)
+            else:
+                assert solver.method == "dopri5" and solver.atol <= 1e-3
+            evaluation = experiment.model.options.eval_solver
+            assert evaluation.method == "dopri5" and evaluation.atol <= 1e-5
+        for path in Path(f"config/experiments/{folder}").glob(f"*{suffix}.yaml"):
+            if path.name.startswith("ffjord-reference") or "paper" in path.name:
+                continue
+            experiment = load(path)
+            assert experiment.train.patience is not None, path
+            if folder == "toy":
+                assert experiment.data.train_draws == "fresh", path

@@ -65,7 +65,7 @@ def load(path: Path) -> dict:
 
 def expected_trainings(profile: dict, family: str) -> int:
     spec = profile["families"][family]
-    return len(spec["methods"]) * len(spec["datasets"]) * len(profile["seeds"])
+    return len(spec["methods"]) * len(spec["datasets"]) * len(spec["seeds"])
 
 
 def test_lint_passes(workflow):
@@ -184,7 +184,10 @@ def test_profiles_report_to_their_own_places():
     assert places["default"] == ("results/default", "report")
     assert places["smoke"] == ("results/smoke", "results/smoke/report")
     assert places["paper"] == ("results/paper", "report/paper")
-    assert load(PROFILES["paper"])["seeds"] == [0, 1, 2]
+    assert all(
+        spec["seeds"] == [0, 1, 2] for spec in load(PROFILES["paper"])["families"].values()
+    )
+    assert load(PROFILES["default"])["families"]["toy"]["seeds"] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
