@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from replication.checks.cli import add_commands as add_check_commands
+from replication.checks.cli import entropy_of, run_checks
 from replication.report.cli import add_commands as add_report_commands
 from replication.typed import ConfigError, at_least
 
@@ -16,12 +17,26 @@ EXIT_CONFIG = 2  # bad input: nothing was trained and nothing written
 
 def _train(args: argparse.Namespace) -> int:
     from replication import config, gpu_slots, train
+    from replication.outdir import check_out
 
     gpu_slots.claim(args.gpus)  # before anything starts CUDA, which reads the choice once
     experiment = config.load(args.config, tuple(args.set))
+    for option in ("density", "checks"):  # unusable output files fail before any training
+        if getattr(args, option):
+            check_out(Path(getattr(args, option)), f"--{option}", folder=False)
+    if args.checks:  # so does an entropy file without this dataset
+        entropy_of(args.entropy, experiment.data.name)
     out = Path(args.out)
     metrics = train.run(experiment, out, progress=args.progress, overwrite=args.overwrite)
     print(f"{metrics['status']}: {_result_line(metrics)} -> {out / train.METRICS}")
+    # The figure's density grid and the per-run checks, in this process: as jobs of their own
+    # each paid seconds of start-up (torch, the model) again.
+    if args.density:
+        from replication.report import density
+
+        print(f"wrote {density.write_run_density(out, args.density)}")
+    if args.checks:
+        run_checks(out, args.entropy, args.grid, args.checks)
     return 0
 
 
@@ -113,6 +128,17 @@ def _parser() -> argparse.ArgumentParser:
         help="replace a finished run of another configuration in --out (without it, such a "
         "folder is refused with exit code 2)",
     )
+    after = train.add_argument_group(
+        "after training (toy runs)",
+        "in the same process, what `density --run OUT --out FILE` and `checks run --run OUT "
+        "--entropy ENTROPY --grid N --out FILE` write",
+    )
+    after.add_argument("--density", metavar="FILE", help="write the log-density grid (.npz)")
+    after.add_argument("--checks", metavar="FILE", help="write the per-run checks (JSON)")
+    after.add_argument("--entropy", metavar="FILE", help="toy entropy records (with --checks)")
+    after.add_argument(
+        "--grid", type=at_least(50), default=400, help="grid points per axis for the mass check"
+    )
     train.set_defaults(handler=_train)
 
     bench = commands.add_parser(
@@ -187,7 +213,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and args.checks and not args.entropy:
+        parser.error("train --checks needs --entropy")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         _check_outputs(args)

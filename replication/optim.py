@@ -18,8 +18,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -28,19 +30,64 @@ from replication.config import TrainConfig
 FUSED_ADAM_DEVICES = ("cpu", "cuda")  # devices with a fused Adam kernel in torch >= 2.4
 
 
+def _without_dynamo_import() -> None:
+    """Let ``torch.optim.Optimizer``'s methods run without importing ``torch._dynamo``.
+
+    Torch marks ``add_param_group``, ``state_dict``, ``load_state_dict`` and ``zero_grad`` as
+    "not to be compiled" through a wrapper that imports torch._dynamo (about 1.5 s of every
+    training job's start-up, whatever the optimiser's flags) on its first call, to wrap the
+    method in ``torch._dynamo.disable``, and caches the result on the method as
+    ``__dynamo_disable``. Outside ``torch.compile``, which this suite never uses, that disabled
+    method is the method itself: caching the method itself skips the import and changes no
+    number. Torch versions without this wrapper are left alone.
+    """
+    if "torch._dynamo" in sys.modules:  # already paid for: keep torch's own wrapping
+        return
+    for name in dir(torch.optim.Optimizer):
+        wrapper = getattr(torch.optim.Optimizer, name, None)
+        method = getattr(wrapper, "__wrapped__", None)
+        code = getattr(wrapper, "__code__", None)
+        if method is None or code is None or not code.co_filename.endswith("_compile.py"):
+            continue
+        if getattr(method, "__dynamo_disable", None) is None:
+            method.__dynamo_disable = method
+
+
+def _plain_step(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """``cls`` with its ``step`` run under ``torch.no_grad()`` alone: torch's own wrapper
+    around it also imports torch._dynamo on every call (for graph breaks that matter only
+    under ``torch.compile``) and does nothing else for a non-differentiable optimiser. The
+    update itself is torch's, unchanged."""
+    update = inspect.unwrap(cls.step)
+
+    def step(
+        self: torch.optim.Optimizer, closure: Callable[[], float] | None = None
+    ) -> float | None:
+        with torch.no_grad():
+            return update(self, closure)
+
+    return type(cls.__name__, (cls,), {"step": step, "__module__": __name__})
+
+
+_ADAM, _ADAMAX, _RMSPROP = (
+    _plain_step(cls) for cls in (torch.optim.Adam, torch.optim.Adamax, torch.optim.RMSprop)
+)
+
+
 def make_optimizer(
     parameters: Iterable[torch.nn.Parameter], train: TrainConfig, device: torch.device
 ) -> torch.optim.Optimizer:
     """The configured optimiser with the config's learning rate and weight decay."""
+    _without_dynamo_import()
     common = {"lr": train.lr, "weight_decay": train.weight_decay}
     if train.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, momentum=momentum_at(train, 0), **common)
+        return _RMSPROP(parameters, momentum=momentum_at(train, 0), **common)
     if train.optimizer == "adamax":
-        return torch.optim.Adamax(parameters, **common)
+        return _ADAMAX(parameters, **common)
     # One fused kernel for all parameters instead of a Python loop over them: the 2D flows
     # have ~100 small tensors, and the loop cost a third of each step (RealNVP toy: 18.6 ->
     # 10.7 ms per iteration on one CPU thread). Same update rule, deterministic.
-    return torch.optim.Adam(parameters, fused=device.type in FUSED_ADAM_DEVICES, **common)
+    return _ADAM(parameters, fused=device.type in FUSED_ADAM_DEVICES, **common)
 
 
 def learning_rate_factor(train: TrainConfig, iteration: int) -> float:

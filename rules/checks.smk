@@ -1,7 +1,8 @@
 # Analytic checks: cases whose answers are known in closed form (replication.checks). Each
-# check job writes a list of records; `checks_collect` merges them into checks.json and renders
-# checks.md; `checks_verify` then fails the pipeline if any check failed, after the report
-# already shows which.
+# check job writes a list of records (each toy training job too: its run's checks.json, see
+# rules/train.smk); `checks_collect` merges them into checks.json and renders checks.md;
+# `checks_verify` then fails the pipeline if any check failed, after the report already
+# shows which.
 
 TOY_CONFIGS = {entry["method"]: entry["config"] for entry in FAMILIES["toy"]["methods"]}
 DETERMINISM_CONFIG = "config/experiments/toy/realnvp.yaml"
@@ -76,32 +77,6 @@ rule checks_determinism:
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication checks determinism "
         "--config {params.config:q} --out {output:q} > {log:q} 2>&1"
-
-
-rule checks_run:
-    input:
-        metrics=f"{RUN}/metrics.json",
-        weights=f"{RUN}/model.pt",
-        entropy=ENTROPY,
-    output:
-        f"{RUN}/checks.json",
-    log:
-        f"{RESULTS}/logs/checks/{{dataset}}/{{method}}/seed{{seed}}.log",
-    params:
-        pythonpath=PYTHONPATH,
-        run=folder_of(0),
-        grid=config["checks"]["grid_points"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    wildcard_constraints:
-        dataset=choices(FAMILIES["toy"]["datasets"]),
-    conda:
-        "../envs/replication.yaml"
-    shell:
-        "PYTHONPATH={params.pythonpath:q} python -m replication checks run --run {params.run:q} "
-        "--entropy {input.entropy:q} --grid {params.grid} --out {output:q} > {log:q} 2>&1"
 
 
 rule checks_collect:

@@ -123,3 +123,13 @@ def contents_digest(*paths):
 def folder_of(key):
     """A params function: the folder of the job's output ``key``."""
     return lambda wildcards, output: os.path.dirname(output[key])
+
+
+def after_training(wildcards, input, output):
+    """A params function: a toy training job's --density/--checks options (none for MNIST,
+    whose rule has no such outputs)."""
+    if "density" not in output.keys():
+        return []
+    grid = config["checks"]["grid_points"]
+    return [f"--density={output.density}", f"--checks={output.checks}",
+            f"--entropy={input.entropy}", f"--grid={grid}"]  # fmt: skip

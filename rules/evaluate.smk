@@ -1,28 +1,5 @@
-# From runs to numbers: figure data per run (toy: log-density on a grid), the
-# toy densities' truth and entropies, and the summary table of every run of the profile.
-
-
-rule density:
-    input:
-        weights=f"{RUN}/model.pt",
-    output:
-        f"{RUN}/density.npz",
-    log:
-        f"{RESULTS}/logs/density/{{dataset}}/{{method}}/seed{{seed}}.log",
-    params:
-        pythonpath=PYTHONPATH,
-        run=folder_of(0),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    wildcard_constraints:
-        dataset=choices(FAMILIES["toy"]["datasets"]),
-    conda:
-        "../envs/replication.yaml"
-    shell:
-        "PYTHONPATH={params.pythonpath:q} python -m replication density --run {params.run:q} "
-        "--out {output:q} > {log:q} 2>&1"
+# From runs to numbers: the toy densities' truth and entropies, and the summary table of every
+# run of the profile (each toy run's log-density grid comes from its training job).
 
 
 rule truth:

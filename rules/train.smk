@@ -1,15 +1,22 @@
 # Training: one job per run (method x dataset x seed). Each writes metrics.json and model.pt
 # (MNIST runs also their samples.png) into its run folder; a resumable checkpoint.pt lives there too but is not a declared output,
 # so an interrupted job resumes instead of starting over. Toy and MNIST training are two rules
-# of one template, so that a cluster profile can give them different resources.
+# of one template, so that a cluster profile can give them different resources. A toy job
+# also writes, after training and in the same process, the figure's log-density grid
+# (density.npz) and the run's analytic checks (checks.json; `python -m replication density`
+# and `checks run` compute the same from a finished run): as jobs of their own, each paid
+# seconds of start-up for torch and the model.
 
 
 rule train_toy:
     input:
         config=lambda wildcards: method_entry(wildcards)["config"],
+        entropy=ENTROPY,
     output:
         metrics=f"{RUN}/metrics.json",
         weights=f"{RUN}/model.pt",
+        density=f"{RUN}/density.npz",
+        checks=f"{RUN}/checks.json",
     log:
         f"{RESULTS}/logs/train/{{dataset}}/{{method}}/seed{{seed}}.log",
     benchmark:
@@ -18,6 +25,7 @@ rule train_toy:
         pythonpath=PYTHONPATH,
         out=folder_of("metrics"),
         overrides=train_overrides,
+        after=after_training,
     threads: lambda wildcards: family_of(wildcards)["threads"]
     resources:
         gpu=gpus_per_job,
@@ -32,7 +40,7 @@ rule train_toy:
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication train --config {input.config:q} "
         "--out {params.out:q} {params.overrides:q} --set=threads={threads} --gpus={resources.gpu} "
-        "--no-progress "
+        "--no-progress {params.after:q} "
         "> {log:q} 2>&1"
 
 
@@ -40,6 +48,8 @@ rule train_toy:
 # first keeps every core busy to the end instead of leaving one long job running alone.
 use rule train_toy as train_mnist with:
     priority: 10
+    input:
+        config=lambda wildcards: method_entry(wildcards)["config"],
     output:
         metrics=f"{RUN}/metrics.json",
         weights=f"{RUN}/model.pt",

@@ -76,6 +76,68 @@ def test_train_command_writes_metrics(tmp_path):
     assert "iter 20/20" in result.stderr  # one progress line per validation in logs
 
 
+TINY = (
+    "model: {method: realnvp, couplings: 2, hidden: [16]}\n"
+    "data: {train_size: 1000, val_size: 500, test_size: 500}\n"
+    "train: {iterations: 20, batch_size: 64, eval_every: 10}\n"
+)
+ENTROPY = [{"name": "toy_entropy/8gaussians", "measured": 2.83, "standard_error": 0.002}]
+
+
+def test_train_writes_the_density_grid_and_checks_the_standalone_commands_write(tmp_path):
+    """``train --density --checks`` (the pipeline's toy job) writes, after training, what
+    ``density --run`` and ``checks run`` write from the finished run."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "entropy.json").write_text(json.dumps(ENTROPY))
+    run = tmp_path / "run"
+    result = cli("train", "--config", str(tmp_path / "tiny.yaml"), "--out", str(run),
+                 "--density", str(run / "density.npz"), "--checks", str(run / "checks.json"),
+                 "--entropy", str(tmp_path / "entropy.json"), "--grid", "60")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"wrote {run / 'density.npz'}" in result.stdout and "checks.json: 3 checks" in result.stdout
+    )
+    apart = tmp_path / "apart"
+    assert cli("density", "--run", str(run), "--out", str(apart / "density.npz")).returncode == 0
+    checks = cli("checks", "run", "--run", str(run), "--entropy", str(tmp_path / "entropy.json"),
+                 "--grid", "60", "--out", str(apart / "checks.json"))  # fmt: skip
+    assert checks.returncode == 0, checks.stderr
+    assert (run / "density.npz").read_bytes() == (apart / "density.npz").read_bytes()
+    records = json.loads((run / "checks.json").read_text())
+    assert records == json.loads((apart / "checks.json").read_text())
+    assert [r["name"].rsplit("/", 1)[1] for r in records] == [
+        "mass",
+        "round_trip",
+        "nll_vs_entropy",
+    ]
+    assert "(60^2 grid)" in records[0]["known"]  # --grid reached the mass check
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--checks", "{tmp}/c.json"], "train --checks needs --entropy"),
+        (
+            ["--checks", "{tmp}/c.json", "--entropy", "{tmp}/moons.json"],
+            "no entropy of '8gaussians'",
+        ),
+        (["--density", "{tmp}"], "--density {tmp} is a folder, not a file"),
+    ],
+)
+def test_bad_after_training_options_exit_2_before_training(tmp_path, capsys, extra, message):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "moons.json").write_text(json.dumps([{**ENTROPY[0], "name": "toy_entropy/moons"}]))
+    out = tmp_path / "run"
+    args = ["train", "--config", str(tmp_path / "tiny.yaml"), "--out", str(out)]
+    try:
+        code = main(args + [arg.format(tmp=tmp_path) for arg in extra])
+    except SystemExit as stop:  # argparse's own usage errors
+        code = stop.code
+    assert code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not out.exists()  # nothing trained
+
+
 def test_the_end_of_run_line_of_an_image_run_gives_bits_per_dim():
     from replication.__main__ import _result_line
 

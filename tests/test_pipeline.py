@@ -79,7 +79,8 @@ def test_dry_run_of_every_profile(workflow, name):
     assert result.returncode == 0, result.stdout
     profile, counts = load(PROFILES[name]), job_counts(result.stdout)
     toy, mnist = expected_trainings(profile, "toy"), expected_trainings(profile, "mnist")
-    assert counts.get("train_toy", 0) == toy and counts.get("density", 0) == toy
+    assert counts.get("train_toy", 0) == toy  # each also writes its density.npz, checks.json
+    assert "density" not in counts and "checks_run" not in counts  # no job of their own
     assert counts.get("train_mnist", 0) == mnist  # each also writes its samples.png
     assert counts["summarize"] == counts["tables"] == counts["readme"] == 1
     assert counts["claims"] == counts["convergence_figure"] == 1
@@ -121,6 +122,28 @@ def test_on_a_gpu_machine_only_mnist_training_asks_for_a_gpu(workflow, tmp_path,
     assert toy and mnist
     assert all("--gpus=0" in line and "--set=device=cpu" in line for line in toy)
     assert all("--gpus=1" in line and "--set=device=auto" in line for line in mnist)
+
+
+@pytest.mark.parametrize("name", ["smoke", "default"])
+def test_toy_training_jobs_write_their_density_grid_and_checks(workflow, name):
+    """The density grid and the per-run checks come from the training job (one torch start-up
+    per toy run instead of three), on the profile's checks grid; MNIST jobs have neither."""
+    result = snakemake(workflow, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml")
+    assert result.returncode == 0, result.stdout
+    profile = load(PROFILES[name])
+    commands = [line for line in result.stdout.splitlines() if "replication train" in line]
+    toy = [line for line in commands if "/mnist/" not in line]
+    mnist = [line for line in commands if "/mnist/" in line]
+    assert len(toy) == expected_trainings(profile, "toy") and toy
+    grid = profile["checks"]["grid_points"]
+    for line in toy:
+        run = re.search(r"--out (\S+)", line)[1]
+        assert f"--density={run}/density.npz --checks={run}/checks.json" in line
+        assert f"--entropy={profile['results']}/toy_entropy.json --grid={grid} " in line
+    assert not any("--density" in line or "--checks" in line for line in mnist)
+    assert not any(
+        " density --run" in line or "checks run" in line for line in result.stdout.splitlines()
+    )
 
 
 def test_render_target_does_not_depend_on_training(workflow):

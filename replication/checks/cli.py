@@ -57,17 +57,29 @@ def _determinism(args: argparse.Namespace) -> int:
     return _write(args.out, [determinism(Path(args.config))])
 
 
-def _run(args: argparse.Namespace) -> int:
-    from replication.checks.trained import trained_model
+def entropy_of(entropy_path: str, dataset: str | None) -> dict:
+    """The entropy record ``{entropy, se}`` of toy ``dataset`` in the file ``entropy_path``."""
     from replication.report import entropy
 
+    entropies = entropy.read(entropy_path)
+    if dataset not in entropies:
+        raise ConfigError(f"{entropy_path} has no entropy of {dataset!r}")
+    return entropies[dataset]
+
+
+def run_checks(run: Path, entropy_path: str, grid: int, out: str) -> int:
+    """The per-run checks of the trained 2D model in ``run``, written to ``out``: what
+    ``checks run`` does, and what ``train --checks`` does in the training job itself."""
+    from replication.checks.trained import trained_model
+
     _single_thread()
-    metrics = read_json(Path(args.run) / "metrics.json", "metrics file")
-    entropies = entropy.read(args.entropy)
-    if metrics.get("dataset") not in entropies:
-        raise ConfigError(f"{args.entropy} has no entropy of {metrics.get('dataset')!r}")
-    h = entropies[metrics["dataset"]]
-    return _write(args.out, trained_model(Path(args.run), h["entropy"], h["se"], args.grid))
+    metrics = read_json(run / "metrics.json", "metrics file")
+    h = entropy_of(entropy_path, metrics.get("dataset"))
+    return _write(out, trained_model(run, h["entropy"], h["se"], grid))
+
+
+def _run(args: argparse.Namespace) -> int:
+    return run_checks(Path(args.run), args.entropy, args.grid, args.out)
 
 
 def _collect(args: argparse.Namespace) -> int:
