@@ -12,7 +12,7 @@ import pytest
 
 from replication import config
 from replication.__main__ import main
-from replication.report import budget, citations, tables
+from replication.report import budget, citations, summary, tables
 from replication.report.verdict import judge, t_quantile
 
 ROOT = Path(__file__).parent.parent
@@ -80,7 +80,7 @@ def test_only_the_paper_config_is_judged():
 
 
 def test_committed_cpu_runs_are_not_comparable():
-    frame = pd.read_csv(ROOT / "results/default/summary.csv", dtype={"protocol_digest": str})
+    frame = summary.read(ROOT / "results/default/summary.csv")
     text = tables.mnist_table(frame, citations.load(CITATIONS, "mnist"), 0.02, [])
     rows = [line for line in text.splitlines() if line.startswith("| nice")]
     assert "not comparable: not the paper config" in rows[0]
