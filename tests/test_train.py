@@ -120,3 +120,35 @@ def test_a_solve_failing_while_sampling_blames_sampling(tmp_path, monkeypatch):
     metrics = train.run(tiny(iterations=4, eval_every=2), tmp_path, progress=False)
     assert metrics["status"] == "ok; sampling failed: one ODE solve exceeded max_nfe = 3"
     assert metrics["test_nll"] is not None  # the test score itself succeeded
+
+
+def fresh_with_patience(patience: int = 50, iterations: int = 400) -> config.ExperimentConfig:
+    """Fresh draws every iteration and a convergence stop: the default profile's toy setup."""
+    resolved = tiny(iterations=iterations, patience=patience).to_dict()
+    resolved["data"]["train_draws"] = "fresh"
+    return config.parse(resolved)
+
+
+def test_convergence_stop_is_recorded_and_resumes_exactly(tmp_path, monkeypatch):
+    """A run stops once its validation NLL stalls within its standard error for `patience`
+    iterations; the stop, the fresh training draws and the resume are all reproducible."""
+    reference = train.run(fresh_with_patience(), tmp_path / "reference", progress=False)
+    stop = reference["convergence"]
+    assert stop["converged"] and stop["stopped_at"] < 400, stop
+    assert stop["stopped_at"] - stop["last_improvement"] >= stop["patience"]
+    assert reference["iterations"] == stop["stopped_at"] == reference["val_curve"][-1]["iteration"]
+    assert "fresh" in reference["data"]["train"] and "train" not in reference["data"]["sizes"]
+    assert all(point["val_nll_se"] > 0 for point in reference["val_curve"])
+    interrupt_after_second_checkpoint(fresh_with_patience(), tmp_path / "resumed", monkeypatch)
+    resumed = train.run(fresh_with_patience(), tmp_path / "resumed", progress=False)
+    assert without_timings(resumed) == without_timings(reference)
+
+
+def test_a_run_without_patience_reports_its_cap(tmp_path):
+    metrics = train.run(tiny(iterations=100), tmp_path, progress=False)
+    stop = metrics["convergence"]
+    assert not stop["converged"] and stop["stopped_at"] == stop["cap"] == 100
+    assert "no patience" in stop["reason"]
+    capped = train.run(fresh_with_patience(patience=400, iterations=100), tmp_path / "capped")
+    assert not capped["convergence"]["converged"]
+    assert capped["convergence"]["reason"] == "iteration cap 100 reached"
