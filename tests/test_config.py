@@ -108,7 +108,9 @@ def test_reduced_mnist_configs_share_one_protocol():
     from replication.flows import methods
 
     load = config.load
-    configs = {path.name: load(path) for path in Path("config/experiments/mnist").glob("*-cpu.yaml")}
+    configs = {
+        path.name: load(path) for path in Path("config/experiments/mnist").glob("*-cpu.yaml")
+    }
     assert {name.removesuffix("-cpu.yaml") for name in configs} == set(methods())
     protocols = {name: experiment.data for name, experiment in configs.items()}
     assert len(set(protocols.values())) == 1, protocols
