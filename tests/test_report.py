@@ -320,3 +320,31 @@ def test_density_of_a_trained_run_matches_its_log_prob(tmp_path):
     with torch.no_grad():
         expected = flow.log_prob(corner).item()
     assert values[0, 0] == pytest.approx(expected, abs=0.05)
+
+
+def test_seconds_to_target_is_the_first_validation_at_or_below_the_target():
+    metrics = {
+        "val_curve": [{"val_nll": v} for v in (6.0, 2.9, 2.70, 2.65, 2.80)],
+        "timing": {"val_train_seconds": [0.0, 4.0, 9.0, 15.0, 20.0]},
+    }
+    assert summary_module.seconds_to_target(metrics, 2.70) == 9.0  # reached: <= counts
+    assert summary_module.seconds_to_target(metrics, 2.60) is None  # never reached
+    assert summary_module.seconds_to_target(metrics, None) is None  # no entropy, no target
+
+
+def test_summarize_command_records_time_to_target_from_the_entropy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = [
+        _tiny_metrics(Path("runs/ffjord/seed0"), "ffjord", 0, [6.0, 2.6, 2.5, 2.45]),
+        _tiny_metrics(Path("runs/glow/seed1"), "glow", 1, [5.0, 2.9, 2.7]),
+    ]
+    (tmp_path / "h.json").write_text(json.dumps([
+        {"name": "toy_entropy/moons", "measured": 2.48, "standard_error": 0.002}
+    ]))  # fmt: skip
+    args = ["summarize", *map(str, paths), "--profile", "tiny", "--budget", "toy=reduced",
+            "--entropy", "h.json", "--out", "summary.csv"]  # fmt: skip
+    assert main(args) == 0
+    loaded = summary_module.read("summary.csv")
+    assert loaded["target_nll"].tolist() == pytest.approx([2.51, 2.51])
+    assert loaded["seconds_to_target"][0] == 10.0  # ffjord: 2.5 at the third validation
+    assert pd.isna(loaded["seconds_to_target"][1])  # glow never got below 2.7

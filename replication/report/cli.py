@@ -25,7 +25,12 @@ def _summarize(args: argparse.Namespace) -> int:
         if budget not in ("paper", "reduced"):
             raise ConfigError(f"--budget {assignment!r}: expected FAMILY=paper or FAMILY=reduced")
         budgets[family] = budget
-    frame = summary.summarize(args.metrics, args.profile, budgets)
+    values = None
+    if args.entropy:
+        from replication.report import entropy
+
+        values = entropy.read(args.entropy)
+    frame = summary.summarize(args.metrics, args.profile, budgets, values)
     summary.write(frame, args.out)
     print(f"wrote {args.out}: {len(frame)} runs")
     return 0
@@ -148,7 +153,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "Read each run's metrics.json and write one CSV row per run: profile, dataset, method, "
         "seed, status, budget, test NLL / bits/dim with standard errors, NFE at the end of "
         "training, test NFE, timings, parameters, and provenance (commit, device, versions, "
-        "config digest, metrics file). Values that do not apply are empty cells.",
+        "config digest, metrics file); with --entropy, each toy run's training seconds to "
+        "reach validation NLL <= entropy + 0.03 nats. Values that do not apply are empty cells.",
     )  # fmt: skip
     summarize.add_argument("metrics", nargs="+", help="metrics.json files, in table order")
     summarize.add_argument("--profile", required=True, help="profile name for the CSV")
@@ -156,6 +162,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--budget", action="append", default=[], metavar="FAMILY=BUDGET",
         help="budget of a data family, paper or reduced (e.g. toy=reduced); repeatable",
     )  # fmt: skip
+    summarize.add_argument(
+        "--entropy", help="toy entropies JSON: sets each toy run's time-to-target threshold"
+    )
     summarize.add_argument("--out", required=True, help="summary CSV to write")
 
     entropy = _add(
