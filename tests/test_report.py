@@ -205,13 +205,15 @@ def test_render_writes_every_file_and_is_deterministic(frame, tmp_path):
         )
         paths[name] = {p.relative_to(tmp_path / name).as_posix(): p.read_bytes() for p in written}
     assert sorted(paths["first"]) == [
-        "README.md", "claims.md", "figures/convergence.png", "figures/mnist_samples.png",
+        "README.md", "benchmarks.md", "claims.md", "figures/convergence.png",
+        "figures/mnist_samples.png",
         "figures/toy_densities.png",
         "mnist.md", "status.md", "toy.md",
     ]  # fmt: skip
     assert paths["first"] == paths["second"]
     text = paths["first"]["README.md"].decode()
-    for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(claims.md)", "(figures/toy_densities.png)",
+    for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(claims.md)", "(benchmarks.md)",
+                 "(figures/toy_densities.png)",
                  "(figures/mnist_samples.png)", "(figures/convergence.png)",
                  "(../summary.csv)"):  # fmt: skip
         assert link in text
@@ -272,6 +274,7 @@ def test_readme_traces_a_number_to_its_run(frame, tmp_path):
         "samples",
         "tables",
         "claims",
+        "benchmarks",
         "figures",
         "readme",
         "render",
