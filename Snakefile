@@ -55,6 +55,7 @@ rule all:
         SUMMARY,
         TABLES,
         CLAIMS,
+        BENCHMARKS,
         FIGURES,
         README,
         CHECKS_MD,

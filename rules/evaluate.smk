@@ -47,6 +47,7 @@ rule entropy:
 rule summarize:
     input:
         metrics=run_files("toy", "metrics.json") + run_files("mnist", "metrics.json"),
+        entropy=ENTROPY,  # time to target: validation NLL <= entropy + 0.03 nats
     output:
         SUMMARY,
     log:
@@ -63,5 +64,6 @@ rule summarize:
         "../envs/replication.yaml"
     shell:
         "PYTHONPATH={params.pythonpath:q} python -m replication summarize "
-        "--profile {params.profile:q} {params.budgets:q} --out {output:q} {input.metrics:q} "
+        "--profile {params.profile:q} {params.budgets:q} --entropy {input.entropy:q} "
+        "--out {output:q} {input.metrics:q} "
         "> {log:q} 2>&1"

@@ -75,10 +75,57 @@ rule claims:
         "--summary {input.summary:q} --out {output:q} > {log:q} 2>&1"
 
 
+# The toy benchmark is optional: read when it exists (TOY_BENCH_FOUND), made on demand.
+rule benchmarks:
+    input:
+        summary=SUMMARY,
+    output:
+        report(BENCHMARKS, caption="captions/benchmarks.rst", category="Tables"),
+    log:
+        f"{RESULTS}/logs/benchmarks.log",
+    params:
+        pythonpath=PYTHONPATH,
+        bench=[f"--bench={path}" for path in TOY_BENCH_FOUND],
+        bench_contents=contents_digest(*TOY_BENCH_FOUND),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication benchmarks "
+        "--summary {input.summary:q} {params.bench:q} --out {output:q} > {log:q} 2>&1"
+
+
+# Run on demand on an idle machine (`snakemake results/timing/toy/bench.json --cores 1`);
+# `rule all` does not ask for it. Each config's own batch size, one thread (bench's default).
+rule bench_toy:
+    input:
+        TOY_BENCH_CONFIGS,
+    output:
+        json=TOY_BENCH,
+        md="results/timing/toy/bench.md",
+    log:
+        "results/timing/logs/bench_toy.log",
+    params:
+        pythonpath=PYTHONPATH,
+        out_dir=folder_of("json"),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/replication.yaml"
+    shell:
+        "PYTHONPATH={params.pythonpath:q} python -m replication bench {input:q} "
+        "--batch-size 0 --out {params.out_dir:q} > {log:q} 2>&1"
+
+
 rule readme:
     input:
         summary=SUMMARY,
-        tables=[*TABLES, CLAIMS, CHECKS_MD],
+        tables=[*TABLES, CLAIMS, BENCHMARKS, CHECKS_MD],
         figures=FIGURES,
     output:
         report(README, caption="captions/readme.rst", category="Report"),
@@ -111,6 +158,7 @@ rule render:
         truth=TOY_TRUTH,
         checks=CHECKS,
         paper_budget=PAPER_BUDGET,
+        bench=[f"--bench={path}" for path in TOY_BENCH_FOUND],
         out_dir=REPORT,
     threads: 1
     resources:
@@ -122,4 +170,5 @@ rule render:
         "PYTHONPATH={params.pythonpath:q} python -m replication render "
         "--summary {params.summary:q} --entropy {params.entropy:q} "
         "--citations {params.citations:q} --truth {params.truth:q} --checks {params.checks:q} "
-        "--paper-budget {params.paper_budget:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "--paper-budget {params.paper_budget:q} {params.bench:q} --out-dir {params.out_dir:q} "
+        "> {log:q} 2>&1"

@@ -95,3 +95,29 @@ def test_claims_command_writes_the_same_bytes_twice(tmp_path):
     text = (tmp_path / "a.md").read_text()
     assert text == (tmp_path / "b.md").read_text()
     assert text.count("| holds") == 3 and "Profile `synthetic`" in text
+
+
+def _mnist(rnode_bpd: float, se: float | None = 0.01) -> pd.DataFrame:
+    """One MNIST seed per method: RNODE at ``rnode_bpd``, FFJORD at 0.99, both with test SE
+    ``se``; RNODE cheaper in NFE and seconds."""
+    rows = [
+        {"profile": "synthetic", "family": "mnist", "dataset": "mnist", "method": method,
+         "seed": 0, "status": "ok", "budget": "reduced", "test_bpd": bpd, "test_bpd_se": se,
+         "train_nfe": nfe, "train_seconds": seconds, "converged": True, "commit": "0" * 40,
+         "dirty": False, "device": "cpu", "precision": "float32"}
+        for method, bpd, nfe, seconds in (("ffjord", 0.99, 60.0, 100.0),
+                                          ("rnode", rnode_bpd, 16.0, 40.0))
+    ]  # fmt: skip
+    return pd.DataFrame(rows).reindex(columns=list(summary_module.COLUMNS))
+
+
+def test_one_mnist_seed_judges_the_nll_with_the_runs_test_standard_errors():
+    within = claims.rnode_claim(_mnist(1.00), "mnist")  # +0.010 against 2 SE = 0.028
+    assert within.verdict == claims.HOLDS
+    assert "mnist +0.010 (2 SE 0.028, one seed: test-sample SE)" in within.numbers
+    assert "test-sample noise only, not seed-to-seed variation" in within.test
+    worse = claims.rnode_claim(_mnist(1.05), "mnist")  # +0.060 > 0.028
+    assert worse.verdict == claims.FAILS
+    unrecorded = claims.rnode_claim(_mnist(1.00, se=None), "mnist")
+    assert unrecorded.verdict == f"{claims.UNTESTABLE}: rnode: 1 seed per dataset, a standard " \
+        "error needs 2 (or both runs' test_bpd_se)"  # fmt: skip

@@ -83,7 +83,8 @@ def test_dry_run_of_every_profile(workflow, name):
     assert "density" not in counts and "checks_run" not in counts  # no job of their own
     assert counts.get("train_mnist", 0) == mnist  # each also writes its samples.png
     assert counts["summarize"] == counts["tables"] == counts["readme"] == 1
-    assert counts["claims"] == counts["convergence_figure"] == 1
+    assert counts["claims"] == counts["convergence_figure"] == counts["benchmarks"] == 1
+    assert "bench_toy" not in counts  # the toy benchmark is made on demand only
     assert counts.get("toy_figure", 0) == int(toy > 0)
     assert counts.get("mnist_figure", 0) == int(mnist > 0)
     assert not (workflow / profile["results"]).exists()  # a dry run writes nothing

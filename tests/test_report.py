@@ -205,13 +205,15 @@ def test_render_writes_every_file_and_is_deterministic(frame, tmp_path):
         )
         paths[name] = {p.relative_to(tmp_path / name).as_posix(): p.read_bytes() for p in written}
     assert sorted(paths["first"]) == [
-        "README.md", "claims.md", "figures/convergence.png", "figures/mnist_samples.png",
+        "README.md", "benchmarks.md", "claims.md", "figures/convergence.png",
+        "figures/mnist_samples.png",
         "figures/toy_densities.png",
         "mnist.md", "status.md", "toy.md",
     ]  # fmt: skip
     assert paths["first"] == paths["second"]
     text = paths["first"]["README.md"].decode()
-    for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(claims.md)", "(figures/toy_densities.png)",
+    for link in ("(toy.md)", "(mnist.md)", "(status.md)", "(claims.md)", "(benchmarks.md)",
+                 "(figures/toy_densities.png)",
                  "(figures/mnist_samples.png)", "(figures/convergence.png)",
                  "(../summary.csv)"):  # fmt: skip
         assert link in text
@@ -272,6 +274,7 @@ def test_readme_traces_a_number_to_its_run(frame, tmp_path):
         "samples",
         "tables",
         "claims",
+        "benchmarks",
         "figures",
         "readme",
         "render",
@@ -320,3 +323,31 @@ def test_density_of_a_trained_run_matches_its_log_prob(tmp_path):
     with torch.no_grad():
         expected = flow.log_prob(corner).item()
     assert values[0, 0] == pytest.approx(expected, abs=0.05)
+
+
+def test_seconds_to_target_is_the_first_validation_at_or_below_the_target():
+    metrics = {
+        "val_curve": [{"val_nll": v} for v in (6.0, 2.9, 2.70, 2.65, 2.80)],
+        "timing": {"val_train_seconds": [0.0, 4.0, 9.0, 15.0, 20.0]},
+    }
+    assert summary_module.seconds_to_target(metrics, 2.70) == 9.0  # reached: <= counts
+    assert summary_module.seconds_to_target(metrics, 2.60) is None  # never reached
+    assert summary_module.seconds_to_target(metrics, None) is None  # no entropy, no target
+
+
+def test_summarize_command_records_time_to_target_from_the_entropy(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    paths = [
+        _tiny_metrics(Path("runs/ffjord/seed0"), "ffjord", 0, [6.0, 2.6, 2.5, 2.45]),
+        _tiny_metrics(Path("runs/glow/seed1"), "glow", 1, [5.0, 2.9, 2.7]),
+    ]
+    (tmp_path / "h.json").write_text(json.dumps([
+        {"name": "toy_entropy/moons", "measured": 2.48, "standard_error": 0.002}
+    ]))  # fmt: skip
+    args = ["summarize", *map(str, paths), "--profile", "tiny", "--budget", "toy=reduced",
+            "--entropy", "h.json", "--out", "summary.csv"]  # fmt: skip
+    assert main(args) == 0
+    loaded = summary_module.read("summary.csv")
+    assert loaded["target_nll"].tolist() == pytest.approx([2.51, 2.51])
+    assert loaded["seconds_to_target"][0] == 10.0  # ffjord: 2.5 at the third validation
+    assert pd.isna(loaded["seconds_to_target"][1])  # glow never got below 2.7

@@ -25,7 +25,12 @@ def _summarize(args: argparse.Namespace) -> int:
         if budget not in ("paper", "reduced"):
             raise ConfigError(f"--budget {assignment!r}: expected FAMILY=paper or FAMILY=reduced")
         budgets[family] = budget
-    frame = summary.summarize(args.metrics, args.profile, budgets)
+    values = None
+    if args.entropy:
+        from replication.report import entropy
+
+        values = entropy.read(args.entropy)
+    frame = summary.summarize(args.metrics, args.profile, budgets, values)
     summary.write(frame, args.out)
     print(f"wrote {args.out}: {len(frame)} runs")
     return 0
@@ -84,6 +89,13 @@ def _claims(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmarks(args: argparse.Namespace) -> int:
+    from replication.report import benchmarks, summary
+
+    print(f"wrote {benchmarks.write(summary.read(args.summary), args.out, args.bench)}")
+    return 0
+
+
 def _figures(args: argparse.Namespace) -> int:
     from replication.report import figures, summary
 
@@ -115,7 +127,7 @@ def _render(args: argparse.Namespace) -> int:
 
     written = render_report(
         args.summary, args.entropy, args.citations, args.truth, args.out_dir, args.tolerance,
-        args.checks, args.paper_budget,
+        args.checks, args.paper_budget, args.bench,
     )  # fmt: skip
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
@@ -140,15 +152,16 @@ def _add(
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register summarize, entropy, density, samples, tables, claims, figures, readme, render and
-    paper-budget."""
+    """Register summarize, entropy, density, samples, tables, claims, benchmarks, figures,
+    readme, render and paper-budget."""
     summarize = _add(
         commands, "summarize", _summarize,
         "collect metrics.json files into one summary CSV (one row per run)",
         "Read each run's metrics.json and write one CSV row per run: profile, dataset, method, "
         "seed, status, budget, test NLL / bits/dim with standard errors, NFE at the end of "
         "training, test NFE, timings, parameters, and provenance (commit, device, versions, "
-        "config digest, metrics file). Values that do not apply are empty cells.",
+        "config digest, metrics file); with --entropy, each toy run's training seconds to "
+        "reach validation NLL <= entropy + 0.03 nats. Values that do not apply are empty cells.",
     )  # fmt: skip
     summarize.add_argument("metrics", nargs="+", help="metrics.json files, in table order")
     summarize.add_argument("--profile", required=True, help="profile name for the CSV")
@@ -156,6 +169,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--budget", action="append", default=[], metavar="FAMILY=BUDGET",
         help="budget of a data family, paper or reduced (e.g. toy=reduced); repeatable",
     )  # fmt: skip
+    summarize.add_argument(
+        "--entropy", help="toy entropies JSON: sets each toy run's time-to-target threshold"
+    )
     summarize.add_argument("--out", required=True, help="summary CSV to write")
 
     entropy = _add(
@@ -214,6 +230,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     claims.add_argument("--summary", required=True, help="summary CSV")
     claims.add_argument("--out", required=True, help="claims.md to write")
 
+    benchmarks = _add(
+        commands, "benchmarks", _benchmarks,
+        "render benchmarks.md: cost per iteration, NFE and time to target per method",
+        "Render benchmarks.md from the summary CSV: per method, median ms per training "
+        "iteration, training NFE per iteration, and time to target (validation NLL <= entropy "
+        "+ 0.03 nats) on 8gaussians and rings; with --bench, the toy benchmark's evaluation "
+        "cost and overhead ratio, and its provenance. Deterministic.",
+    )  # fmt: skip
+    benchmarks.add_argument("--summary", required=True, help="summary CSV")
+    benchmarks.add_argument("--bench", help="toy bench.json of `python -m replication bench`")
+    benchmarks.add_argument("--out", required=True, help="benchmarks.md to write")
+
     figures = _add(
         commands, "figures", _figures,
         "draw the toy density grid, the MNIST samples or the convergence figure",
@@ -244,8 +272,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "re-render a whole report (tables, figures, README) from existing results",
         "Run tables, figures and readme in one go from the summary CSV, the toy entropies, "
         "the true-density grids and the runs' figure files: no weights are read, nothing is "
-        "trained. The report directory gets toy.md, mnist.md, status.md, claims.md, figures/ and "
-        "README.md.",
+        "trained. The report directory gets toy.md, mnist.md, status.md, claims.md, "
+        "benchmarks.md, figures/ and README.md.",
     )  # fmt: skip
     render.add_argument("--summary", required=True, help="summary CSV")
     render.add_argument("--entropy", required=True, help="toy entropies JSON")
@@ -255,6 +283,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     render.add_argument("--tolerance", type=float, default=TOLERANCE_BPD, help="as for tables")
     render.add_argument("--checks", help="the analytic checks' checks.json, rendered as checks.md")
     render.add_argument("--paper-budget", help="paper budget projections (paper-budget's JSON)")
+    render.add_argument("--bench", help="toy bench.json for benchmarks.md (optional)")
 
     paper_budget = _add(
         commands, "paper-budget", _paper_budget,

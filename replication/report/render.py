@@ -11,7 +11,17 @@ from pathlib import Path
 
 from replication import atomic
 from replication.checks import collect
-from replication.report import budget, citations, claims, entropy, figures, readme, summary, tables
+from replication.report import (
+    benchmarks,
+    budget,
+    citations,
+    claims,
+    entropy,
+    figures,
+    readme,
+    summary,
+    tables,
+)
 
 
 def render_report(
@@ -23,9 +33,11 @@ def render_report(
     tolerance: float,
     checks_path: str | Path | None = None,
     budget_path: str | Path | None = None,
+    bench_path: str | Path | None = None,
 ) -> list[Path]:
-    """Write every table (claims.md, and the checks table too, given ``checks_path``), the figures of the
-    families that have runs, and the README."""
+    """Write every table (claims.md, benchmarks.md with the toy benchmark ``bench_path`` if
+    given, and the checks table too, given ``checks_path``), the figures of the families that
+    have runs, and the README."""
     out_dir = Path(out_dir)
     frame = summary.read(summary_path)
     cited = citations.load(citations_path, "mnist")
@@ -34,6 +46,7 @@ def render_report(
         frame, entropies, cited, out_dir, tolerance, budget.read(budget_path)
     )
     written.append(claims.write(frame, out_dir / "claims.md"))
+    written.append(benchmarks.write(frame, out_dir / "benchmarks.md", bench_path))
     if checks_path is not None:
         profile = str(frame["profile"].iloc[0])
         records = collect.read([checks_path])

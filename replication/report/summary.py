@@ -9,6 +9,9 @@ forward plus backward NFE per training iteration, ``val_nfe_first``/``val_nfe_la
 evaluation solver's NFE per validation batch at the first validation after iteration 0 and at
 the last one, ``converged``, ``stop_reason``, ``patience``, ``iteration_cap`` and
 ``stopped_at`` the run's stopping rule and where it stopped (empty for runs recorded before it).
+``target_nll`` is the time-to-target threshold of a toy run, the density's entropy H plus
+:data:`TARGET_MARGIN` nats on the validation split, and ``seconds_to_target`` the training
+seconds at the first validation whose NLL reached it (empty if none did, or without an entropy).
 """
 
 from __future__ import annotations
@@ -34,12 +37,16 @@ COLUMNS: tuple[str, ...] = (
     "protocol_digest", "protocol",
     "converged", "stop_reason", "patience", "iteration_cap", "stopped_at",
     "nfe_forward_sd", "nfe_backward_sd", "train_nfe", "val_nfe_first", "val_nfe_last",
+    "target_nll", "seconds_to_target",
 )  # fmt: skip
 
 # Columns added with the convergence rule (issue 13): a summary written before them is still
 # read, with these columns empty, so an old report re-renders (claims then say not testable).
 LATER_COLUMNS = COLUMNS[COLUMNS.index("converged") :]
 
+
+# Time to target (issue 13): validation NLL within this many nats of the density's entropy.
+TARGET_MARGIN = 0.03
 
 _TEST_FIELDS = ("test_nll", "test_nll_se", "test_bpd", "test_bpd_se", "test_count")
 
@@ -74,6 +81,18 @@ def _val_nfe(metrics: Mapping) -> tuple[float | None, float | None]:
     if not points:
         return None, None
     return points[0].get("val_nfe"), points[-1].get("val_nfe")
+
+
+def seconds_to_target(metrics: Mapping, target: float | None) -> float | None:
+    """Training seconds (``timing.val_train_seconds[i]``) at the first validation point
+    ``val_curve[i]`` whose ``val_nll`` <= ``target``; None if none did or no target is given."""
+    if target is None:
+        return None
+    seconds = (metrics.get("timing") or {}).get("val_train_seconds") or []
+    for point, elapsed in zip(metrics.get("val_curve") or [], seconds, strict=False):
+        if point.get("val_nll") is not None and point["val_nll"] <= target:
+            return float(elapsed)
+    return None
 
 
 def _dims(metrics: Mapping) -> int | None:
@@ -133,8 +152,11 @@ def _protocol(metrics: Mapping) -> str | None:
     return f"test: {test}; trace: {trace}; train images: {images}; logit: {logit}"
 
 
-def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
-    """The summary row of one run, from its parsed ``metrics.json`` found at ``path``."""
+def run_row(
+    metrics: Mapping, path: str, profile: str, budget: str, target: float | None = None
+) -> dict:
+    """The summary row of one run, from its parsed ``metrics.json`` found at ``path``, with
+    ``target`` its time-to-target validation NLL (None: not measured)."""
     timing = metrics.get("timing") or {}
     provenance = metrics.get("provenance") or {}
     dataset = metrics["dataset"]
@@ -176,17 +198,25 @@ def run_row(metrics: Mapping, path: str, profile: str, budget: str) -> dict:
         "train_nfe": _train_nfe(metrics),
         "val_nfe_first": val_nfe_first,
         "val_nfe_last": val_nfe_last,
+        "target_nll": target,
+        "seconds_to_target": seconds_to_target(metrics, target),
     }
 
 
 def summarize(
-    paths: Sequence[str | Path], profile: str, budgets: Mapping[str, str]
+    paths: Sequence[str | Path],
+    profile: str,
+    budgets: Mapping[str, str],
+    entropy: Mapping[str, Mapping[str, float]] | None = None,
 ) -> pd.DataFrame:
     """The summary of the runs whose metrics files are ``paths``, in that order.
 
     ``budgets`` maps a family (``toy``, ``mnist``) to ``paper`` or ``reduced``, as the profile
-    states it; a run of a family without a budget is an error.
+    states it; a run of a family without a budget is an error. ``entropy`` (as
+    :func:`replication.report.entropy.read` gives it) sets each toy run's target, H +
+    :data:`TARGET_MARGIN`; a dataset without one gets no time to target.
     """
+    entropy = entropy or {}
     rows = []
     for path in paths:
         path = Path(path)
@@ -198,7 +228,9 @@ def summarize(
         family = family_of(metrics["dataset"])
         if family not in budgets:
             raise ConfigError(f"{path}: no budget given for family {family!r} (--budget)")
-        rows.append(run_row(metrics, path.as_posix(), profile, budgets[family]))
+        h = entropy.get(metrics["dataset"])
+        target = None if h is None else h["entropy"] + TARGET_MARGIN
+        rows.append(run_row(metrics, path.as_posix(), profile, budgets[family], target))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

@@ -199,7 +199,7 @@ def _cost_row(runs: pd.DataFrame, keys: dict) -> dict:
         "seeds ok": f"{len(ok)}/{len(runs)}",
         "NFE fwd": _number(ok["nfe_forward"].mean(), 1),
         "NFE bwd": _number(ok["nfe_backward"].mean(), 1),
-        "train NFE/iter": _train_nfe(ok),
+        "train NFE/iter": train_nfe_cell(ok),
         "test NFE": _number(ok["test_nfe"].mean(), 1),
         "train time (s)": _seconds(ok["train_seconds"].mean()),
         "ms/iter": _number(ok["seconds_per_iter"].mean() * 1000, 1),
@@ -207,7 +207,7 @@ def _cost_row(runs: pd.DataFrame, keys: dict) -> dict:
     }
 
 
-def _train_nfe(ok: pd.DataFrame) -> str:
+def train_nfe_cell(ok: pd.DataFrame) -> str:
     """Training NFE per iteration, mean ± sd over training, each averaged over seeds."""
     mean = ok["train_nfe"].mean()
     if math.isnan(mean):
