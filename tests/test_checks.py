@@ -118,3 +118,17 @@ def test_collect_renders_and_verify_fails_on_a_failed_check(tmp_path, capsys):
     assert main(["checks", "verify", str(tmp_path / "checks.json")]) == 1
     assert "b/off" in capsys.readouterr().out
     assert main(["checks", "verify", str(tmp_path / "one.json")]) == 0
+
+
+def test_checks_of_trained_models_get_a_verification_nfe_budget():
+    """A stiff but usable model (CNF on circles hit model.max_nfe = 10,000 in its mass check)
+    is verified with a larger ceiling; discrete configs, without max_nfe, are left alone."""
+    from replication.checks import trained
+
+    continuous = {"model": {"method": "cnf", "max_nfe": 10_000, "eval_solver": {}}}
+    trained._tight_eval_solver(continuous)
+    assert continuous["model"]["max_nfe"] == trained.CHECK_MAX_NFE > 10_000
+    assert continuous["model"]["eval_solver"]["atol"] == 1e-9
+    discrete = {"model": {"method": "realnvp"}}
+    trained._check_budget(discrete)
+    assert discrete == {"model": {"method": "realnvp"}}

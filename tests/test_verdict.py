@@ -84,7 +84,7 @@ def test_committed_cpu_runs_are_not_comparable():
     text = tables.mnist_table(frame, citations.load(CITATIONS, "mnist"), 0.02, [])
     rows = [line for line in text.splitlines() if line.startswith("| nice")]
     assert "not comparable: not the paper config" in rows[0]
-    assert "test: noise x1; trace: exact log-det; train images: 58,000; logit: 0.05" in rows[0]
+    assert "test: noise x1; trace: exact log-det; train images: 59,500; logit: 0.05" in rows[0]
 
 
 def _bench_file(tmp_path: Path, method: str, seconds: float) -> Path:
