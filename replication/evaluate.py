@@ -12,7 +12,6 @@ import torch
 from torch import Tensor
 
 from replication.flows.base import Flow
-from replication.flows.continuous import function_evaluations
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,9 @@ def score(flow: Flow, batches: Iterable[Tensor], device: torch.device, draws: in
     started = time.perf_counter()
     losses, evaluations = [], []
     for batch in batches:
-        before = function_evaluations(flow)
+        before = flow.evaluations()
         losses.append(-flow.log_prob(batch.to(device)).double().cpu())
-        evaluations.append(function_evaluations(flow) - before)
+        evaluations.append(flow.evaluations() - before)
     groups = [torch.stack(losses[i : i + draws]).mean(0) for i in range(0, len(losses), draws)]
     nll = torch.cat(groups)
     mean, se = mean_and_standard_error(nll)

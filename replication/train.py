@@ -30,9 +30,7 @@ from replication.datasets import check_files as check_data_files
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import Dataset, derive_seed
 from replication.evaluate import score
-from replication.flows import build
-from replication.flows.base import Flow
-from replication.flows.continuous import SolverFailure, function_evaluations, is_continuous
+from replication.flows import Flow, SolverFailure, build
 from replication.images import SAMPLES_FILE, save_blank_grid, save_run_samples
 from replication.metrics import assemble
 from replication.progress import Progress
@@ -107,12 +105,10 @@ def load_trained(
 def train_step(
     flow: Flow, optimizer: torch.optim.Optimizer, batch: torch.Tensor, clip: float | None
 ) -> dict:
-    """One optimiser step on ``batch``: loss = NLL + the flow's weighted regularisers."""
-    start, started = function_evaluations(flow), time.perf_counter()
-    log_prob, penalty = flow.log_prob_with_penalty(batch)
-    nll = -log_prob.mean()
-    loss = nll + penalty.weighted.mean()
-    after_forward, forward_done = function_evaluations(flow), time.perf_counter()
+    """One optimiser step on ``batch`` minimising the flow's own objective (:meth:`Flow.loss`)."""
+    started = time.perf_counter()
+    loss, stats = flow.loss(batch)
+    after_forward, forward_done = flow.evaluations(), time.perf_counter()
     if not torch.isfinite(loss):
         return {"finite": False}
     optimizer.zero_grad(set_to_none=True)
@@ -120,15 +116,15 @@ def train_step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
     optimizer.step()
+    numbers = {
+        key: value.item() if torch.is_tensor(value) else value for key, value in stats.items()
+    }
     return {
         "finite": True,
-        "nll": nll.item(),
+        **numbers,
         "forward_seconds": forward_done - started,
         "backward_seconds": time.perf_counter() - forward_done,
-        "nfe_forward": after_forward - start,
-        "nfe_backward": function_evaluations(flow) - after_forward,
-        "kinetic": penalty.kinetic.mean().item(),
-        "jacobian": penalty.jacobian.mean().item(),
+        "nfe_backward": flow.evaluations() - after_forward,
     }
 
 
@@ -230,7 +226,7 @@ def _train_and_evaluate(
         optimizer, lambda it: optim.learning_rate_factor(config.train, it)
     )
     batches = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
-    history = History(counts_nfe=is_continuous(flow))
+    history = History(counts_nfe=flow.counts_evaluations())
     best_state = copy.deepcopy(flow.state_dict())
 
     checkpoint = out_dir / CHECKPOINT

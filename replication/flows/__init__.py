@@ -7,6 +7,10 @@ from replication.flows import continuous as _continuous  # noqa: F401  (register
 from replication.flows import discrete as _discrete  # noqa: F401  (registers methods)
 from replication.flows import images as _images  # noqa: F401  (registers image methods)
 from replication.flows.base import Bijection, Chain, Flow, Penalty
+from replication.flows.ode import SolverFailure
 from replication.flows.registry import build, methods, options, recipe
 
-__all__ = ["Bijection", "Chain", "Flow", "Penalty", "build", "methods", "options", "recipe"]
+__all__ = [
+    "Bijection", "Chain", "Flow", "Penalty", "SolverFailure", "build", "methods", "options",
+    "recipe",
+]  # fmt: skip

@@ -12,7 +12,7 @@ The three methods are one block with different constructor arguments:
 - ``rnode`` (Finlay et al. 2020): FFJORD plus kinetic-energy and Jacobian-norm penalties.
 
 Evaluations of the dynamics are counted by one :class:`~replication.flows.ode.NFECounter` per
-flow; :func:`function_evaluations` reads it.
+flow, shared by its blocks; :meth:`replication.flows.base.Flow.evaluations` reads it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from replication.typed import ConfigError, NonNegativeFloat, PositiveFloat, Posi
 __all__ = [
     "CNFOptions", "ContinuousFlow", "FFJORDOptions", "Integration", "NFECounter",
     "NFELimitExceeded", "NonFiniteState", "RNODEOptions", "SolverFailure", "SolverOptions",
-    "SolverUnderflow", "function_evaluations", "is_continuous",
+    "SolverUnderflow", "solver_statistics",
 ]  # fmt: skip
 
 
@@ -155,26 +155,6 @@ def solver_statistics(flow: nn.Module) -> dict[str, int]:
     counters = {id(m.counter): m.counter for m in flow.modules() if isinstance(m, ContinuousFlow)}
     keys = ("solves", "initial", "accepted", "rejected")
     return {key: sum(getattr(c, key) for c in counters.values()) for key in keys}
-
-
-def is_continuous(flow: nn.Module) -> bool:
-    """Whether ``flow`` contains any ODE block (whose evaluations are then counted)."""
-    return any(isinstance(module, ContinuousFlow) for module in flow.modules())
-
-
-def function_evaluations(flow: nn.Module) -> int:
-    """Evaluations of the dynamics so far, summed over every continuous block of ``flow``.
-
-    Call before and after the forward pass and after ``backward()``: the differences are the
-    forward and backward NFE of the iteration. The backward NFE counts adjoint solves and is 0
-    with direct backpropagation (autograd replays the recorded graph, not the dynamics).
-    """
-    counters = {
-        id(module.counter): module.counter
-        for module in flow.modules()
-        if isinstance(module, ContinuousFlow)
-    }
-    return sum(counter.count for counter in counters.values())
 
 
 TraceChoice = Literal["exact", "hutchinson"]
