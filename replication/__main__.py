@@ -18,6 +18,7 @@ EXIT_CONFIG = 2  # bad input: nothing was trained and nothing written
 def _train(args: argparse.Namespace) -> int:
     from replication import config, gpu_slots, train
     from replication.outdir import check_out
+    from replication.runs import METRICS
 
     gpu_slots.claim(args.gpus)  # before anything starts CUDA, which reads the choice once
     experiment = config.load(args.config, tuple(args.set))
@@ -28,13 +29,13 @@ def _train(args: argparse.Namespace) -> int:
         entropy_of(args.entropy, experiment.data.name)
     out = Path(args.out)
     metrics = train.run(experiment, out, progress=args.progress, overwrite=args.overwrite)
-    print(f"{metrics['status']}: {_result_line(metrics)} -> {out / train.METRICS}")
+    print(f"{metrics['status']}: {_result_line(metrics)} -> {out / METRICS}")
     # The figure's density grid and the per-run checks, in this process: as jobs of their own
     # each paid seconds of start-up (torch, the model) again.
     if args.density:
-        from replication.report import density
+        from replication.evaluate import write_run_density
 
-        print(f"wrote {density.write_run_density(out, args.density)}")
+        print(f"wrote {write_run_density(out, args.density)}")
     if args.checks:
         run_checks(out, args.entropy, args.grid, args.checks)
     return 0

@@ -36,6 +36,7 @@ from replication import atomic, bench, config, provenance, train
 from replication.datasets import toy2d
 from replication.datasets.splits import derive_seed
 from replication.flows import methods
+from replication.runs import WEIGHTS, build_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE_ENV = "REPLICATION_TEST_DEVICE"  # read by tests/conftest.py's ``device`` fixture
@@ -106,7 +107,7 @@ def log_prob_agreement(device: str, path: Path, count: int = 256) -> dict:
     """Max |log p_cpu - log p_device| of the flow of config ``path``, both in float64."""
     experiment = _experiment(path)
     x = _inputs(experiment, count)
-    flow = train.build_flow(experiment, experiment.data.shape).double()
+    flow = build_flow(experiment).double()
     with torch.no_grad():
         flow.train().log_prob(x)  # data-dependent initialisation (actnorm), as training does
         flow.eval()
@@ -126,7 +127,7 @@ def log_prob_agreement(device: str, path: Path, count: int = 256) -> dict:
 
 
 def _weights(run_dir: Path) -> dict:
-    return torch.load(run_dir / train.WEIGHTS, map_location="cpu", weights_only=False)
+    return torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=False)
 
 
 def determinism(device: str, method: str, folder: Path) -> dict:

@@ -9,14 +9,11 @@ the same kind of machine (timings aside); an interrupted run resumes from its la
 from __future__ import annotations
 
 import copy
-import math
 import os
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,45 +22,18 @@ import torch
 from replication import atomic, generators, optim, outdir, precision, provenance
 from replication import status as run_status
 from replication.config import ExperimentConfig
-from replication.config import parse as parse_config
 from replication.datasets import check_files as check_data_files
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import Dataset, derive_seed
 from replication.evaluate import score
-from replication.flows import Flow, SolverFailure, build
+from replication.flows import Flow, SolverFailure
+from replication.history import History
 from replication.images import SAMPLES_FILE, save_blank_grid, save_run_samples
 from replication.metrics import assemble
 from replication.progress import Progress
-from replication.typed import ConfigError
+from replication.runs import METRICS, WEIGHTS, build_flow
 
 CHECKPOINT = "checkpoint.pt"
-WEIGHTS = "model.pt"
-METRICS = "metrics.json"
-
-
-@dataclass
-class History:
-    """What the loop has measured so far; saved in checkpoints so a resumed run continues it."""
-
-    iteration: int = 0
-    best_val: float = math.inf
-    best_iteration: int = 0
-    val_curve: list[dict] = field(default_factory=list)
-    iteration_seconds: list[float] = field(default_factory=list)
-    validation_seconds: float = 0.0
-    val_train_seconds: list[float] = field(default_factory=list)  # training time at each validation
-    losses: list[float] = field(default_factory=list)
-    nfe_forward: list[int] = field(default_factory=list)
-    nfe_backward: list[int] = field(default_factory=list)
-    kinetic: list[float] = field(default_factory=list)
-    jacobian: list[float] = field(default_factory=list)
-    status: str = "ok"
-    counts_nfe: bool = False  # whether the flow has ODE blocks, i.e. NFE applies
-    # Convergence (train.patience): the validation NLL at the last improvement larger than its
-    # standard error, the iteration it happened, and why training stopped ("" while it runs).
-    reference_val: float = math.inf
-    last_improvement: int = 0
-    stop_reason: str = ""
 
 
 def seed_everything(seed: int) -> None:
@@ -71,35 +41,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_flow(config: ExperimentConfig, shape: tuple[int, ...]) -> Flow:
-    """The configured flow, initialised from the run's seed."""
-    torch.manual_seed(derive_seed(config.seed, "model"))
-    return build(config.model.method, shape, **vars(config.model.options))
-
-
-def load_trained(
-    run_dir: Path, edit: Callable[[dict], None] | None = None
-) -> tuple[Flow, ExperimentConfig]:
-    """The flow saved in ``run_dir/model.pt``, rebuilt from its saved config on the CPU in eval
-    mode, and that config. ``edit`` may change the resolved config first (e.g. the solver)."""
-    path = Path(run_dir) / WEIGHTS
-    if not path.is_file():
-        raise ConfigError(f"weights not found: {path} (train the run first)")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        resolved, state = saved["config"], saved["state_dict"]
-    except Exception as error:  # noqa: BLE001  (any failure to read it means it is damaged)
-        raise ConfigError(
-            f"weights file {path} is damaged ({type(error).__name__}: {error}); train the run again"
-        ) from None
-    if edit is not None:
-        edit(resolved)
-    experiment = parse_config(resolved)
-    flow = build_flow(experiment, experiment.data.shape)
-    flow.load_state_dict(state)
-    return flow.eval(), experiment
 
 
 def train_step(
@@ -201,7 +142,7 @@ def run(
 
     # Model, then data: building first refuses a model the data shape cannot take before any
     # data is read (the data's generators are private, so the order changes no number).
-    flow = build_flow(config, config.data.shape).to(device).train()
+    flow = build_flow(config).to(device).train()
     check_data_files(config.data)
     if not overwrite:  # refuse before touching the folder; checked again once it is held
         outdir.refuse_other_finished(out_dir, config.digest(), overwrite)

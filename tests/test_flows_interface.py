@@ -13,25 +13,18 @@ import math
 import pytest
 import torch
 
-from replication.flows import build, methods
+from replication.flows import build, methods, recipe
 
 pytestmark = pytest.mark.device
 
-SOLVER = {"method": "dopri5", "atol": 1e-8, "rtol": 1e-8}
-TINY = {
-    "nice": {"couplings": 4, "hidden": (8,)},
-    "realnvp": {"couplings": 4, "hidden": (8,)},
-    "glow": {"steps": 3, "hidden": (8,)},
-    "cnf": {"units": 8, "hidden": (8,), "train_solver": SOLVER, "eval_solver": SOLVER},
-    "ffjord": {"hidden": (8, 8), "train_solver": SOLVER, "eval_solver": SOLVER},
-    "rnode": {"hidden": (8, 8), "train_solver": SOLVER, "eval_solver": SOLVER},
-}
+# The tiny model of each method, as its registry entry states it.
+TINY = {method: recipe(method, (2,)).tiny for method in methods("vector")}
 
 
 def make(method: str, device: torch.device, perturb: float = 0.0) -> torch.nn.Module:
     """A float64 flow on ``device`` with data-dependent initialisation done and optionally
     perturbed weights (zero-initialised layers would otherwise hide disconnected parameters)."""
-    flow = build(method, (2,), **TINY.get(method, {})).double().to(device)
+    flow = build(method, (2,), **TINY[method]).double().to(device)
     flow.train()
     with torch.no_grad():
         flow.log_prob(torch.randn(64, 2, dtype=torch.float64, device=device) * 2 + 0.5)
@@ -105,7 +98,7 @@ def test_save_and_load_preserve_log_prob(method, device):
     flow = make(method, device, perturb=0.1).eval()
     buffer = io.BytesIO()
     torch.save(flow.state_dict(), buffer)
-    fresh = build(method, (2,), **TINY.get(method, {})).double().to(device).eval()
+    fresh = build(method, (2,), **TINY[method]).double().to(device).eval()
     fresh.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
     x = torch.randn(8, 2, dtype=torch.float64, device=device)
     with torch.no_grad():

@@ -10,15 +10,17 @@ import torch
 
 from replication import config, train
 from replication.atomic import save_torch
+from replication.flows import build, methods, recipe
 
 TIMING = "timing"
 
 
 def tiny(method: str = "realnvp", **train_options) -> config.ExperimentConfig:
-    options = {"nice": {"couplings": 4}, "realnvp": {"couplings": 4}, "glow": {"steps": 3}}
+    """The method's tiny test model (its registry entry), 32-32 wide, on a small toy problem."""
+    model = {**recipe(method, (2,)).tiny, "hidden": [32, 32]}
     return config.parse(
         {
-            "model": {"method": method, **options.get(method, {}), "hidden": [32, 32]},
+            "model": {"method": method, **model},
             "data": {"name": "8gaussians", "train_size": 4000, "val_size": 1000, "test_size": 2000},
             "train": {
                 "iterations": 200,
@@ -32,12 +34,22 @@ def tiny(method: str = "realnvp", **train_options) -> config.ExperimentConfig:
     )
 
 
+def every_method() -> list:
+    """Every vector method; those that solve an ODE (seconds per step at the tiny models' tight
+    tolerances) only in the slow run."""
+    params = []
+    for method in methods("vector"):
+        solves = build(method, (2,), **recipe(method, (2,)).tiny).counts_evaluations()
+        params.append(pytest.param(method, marks=pytest.mark.slow if solves else ()))
+    return params
+
+
 def without_timings(metrics: dict) -> dict:
     drop = {TIMING, "provenance"}
     return {key: value for key, value in metrics.items() if key not in drop}
 
 
-@pytest.mark.parametrize("method", ["nice", "realnvp", "glow"])
+@pytest.mark.parametrize("method", every_method())
 def test_short_run_lowers_the_nll(tmp_path, method):
     metrics = train.run(tiny(method), tmp_path, progress=False)
     curve = metrics["val_curve"]

@@ -8,9 +8,9 @@ from replication.flows import discrete as _discrete  # noqa: F401  (registers me
 from replication.flows import images as _images  # noqa: F401  (registers image methods)
 from replication.flows.base import Bijection, Chain, Flow, Penalty
 from replication.flows.ode import SolverFailure
-from replication.flows.registry import build, methods, options, recipe
+from replication.flows.registry import build, build_from_options, methods, options, recipe
 
 __all__ = [
-    "Bijection", "Chain", "Flow", "Penalty", "SolverFailure", "build", "methods", "options",
-    "recipe",
+    "Bijection", "Chain", "Flow", "Penalty", "SolverFailure", "build", "build_from_options",
+    "methods", "options", "recipe",
 ]  # fmt: skip

@@ -269,7 +269,14 @@ def check_options(options: ContinuousOptions) -> None:
             raise ConfigError(problem)
 
 
-@register("cnf", "vector", CNFOptions)
+# Tiny test models solve at 1e-8, so solver error stays far below the tests' tolerances.
+_TIGHT = {"method": "dopri5", "atol": 1e-8, "rtol": 1e-8}
+_TINY = {"hidden": (8, 8), "train_solver": _TIGHT, "eval_solver": _TIGHT}
+
+
+@register(
+    "cnf", "vector", CNFOptions, tiny={**_TINY, "units": 8, "hidden": (8,)}, check_iterations=200
+)
 def build_cnf(data_shape: DataShape, options: CNFOptions) -> Flow:
     def make_net(dim: int) -> Dynamics:
         return PlanarHyperDynamics(dim, options.units, options.hidden, options.zero_init_last)
@@ -285,7 +292,8 @@ def _concat_squash(options: FFJORDOptions) -> Callable[[int], Dynamics]:
     return make_net
 
 
-@register("rnode", "vector", RNODEOptions)  # the same model; RNODEOptions turn on the penalties
-@register("ffjord", "vector", FFJORDOptions)
+# The same model; RNODEOptions turn on the penalties.
+@register("rnode", "vector", RNODEOptions, tiny=_TINY, check_iterations=200)
+@register("ffjord", "vector", FFJORDOptions, tiny=_TINY, check_iterations=200)
 def build_ffjord(data_shape: DataShape, options: FFJORDOptions) -> Flow:
     return _continuous_flow(data_shape, options, _concat_squash(options))
