@@ -139,7 +139,7 @@ def test_bad_after_training_options_exit_2_before_training(tmp_path, capsys, ext
 
 
 def test_the_end_of_run_line_of_an_image_run_gives_bits_per_dim():
-    from replication.__main__ import _result_line
+    from replication.cli.run import _result_line
 
     line = _result_line({"test_nll": -680.0594844970703, "test_bpd": 1.2345678})
     assert line == "test NLL -680.0595 nats = 1.2346 bits/dim"

@@ -14,8 +14,7 @@ import torch
 from conftest import DEVICE_ENV
 from test_train import tiny
 
-from replication import __main__ as cli
-from replication import config, generators, gpu_check, gpu_slots, optim, precision, train
+from replication import cli, config, generators, gpu_check, gpu_slots, optim, precision, train
 from replication.history import History
 from replication.runs import build_flow
 from replication.typed import ConfigError
