@@ -84,9 +84,10 @@ def test_toy_entropy_matches_quadrature(name):
     assert check.passed and check.standard_error is not None
 
 
+@pytest.mark.slow  # a statistical training: 200 dopri5 iterations
 def test_gaussian_data_reaches_the_analytic_entropy():
     # One method here (a continuous one, the more involved log-det); every pipeline run checks
-    # all six with this same function (rules/checks.smk).
+    # every method with this same function (rules/checks.smk).
     assert trained.gaussian_data(CONFIGS / "ffjord.yaml").passed
 
 
