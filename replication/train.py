@@ -57,9 +57,9 @@ def train_step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
     optimizer.step()
-    numbers = {
-        key: value.item() if torch.is_tensor(value) else value for key, value in stats.items()
-    }
+    # A loss that reports no NFE or regulariser (e.g. another objective's) records zeros.
+    numbers = {"nfe_forward": 0, "kinetic": 0.0, "jacobian": 0.0}
+    numbers |= {key: v.item() if torch.is_tensor(v) else v for key, v in stats.items()}
     return {
         "finite": True,
         **numbers,

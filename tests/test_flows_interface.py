@@ -50,6 +50,20 @@ def test_gradients_reach_every_parameter(method, device):
     assert not missing
 
 
+def test_loss_is_the_nll_plus_weighted_penalties_and_counts_its_evaluations(method, device):
+    flow = make(method, device, perturb=0.05)
+    x = torch.randn(16, 2, dtype=torch.float64, device=device)
+    before = flow.evaluations()
+    loss, stats = flow.loss(x)
+    spent = flow.evaluations() - before
+    log_prob, penalty = flow.log_prob_with_penalty(x)
+    assert torch.allclose(loss, -log_prob.mean() + penalty.weighted.mean())
+    assert torch.allclose(stats["nll"], -log_prob.mean()) and not stats["nll"].requires_grad
+    assert stats["nfe_forward"] == spent and (spent > 0) == flow.counts_evaluations()
+    assert torch.allclose(stats["kinetic"], penalty.kinetic.mean())
+    assert torch.allclose(stats["jacobian"], penalty.jacobian.mean())
+
+
 def test_inverse_of_forward_is_identity(method, device):
     flow = make(method, device, perturb=0.1).eval()
     x = torch.randn(8, 2, dtype=torch.float64, device=device)

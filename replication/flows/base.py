@@ -208,7 +208,8 @@ class Flow(nn.Module):
         with stats ``nll`` (the first term), ``nfe_forward`` (evaluations of the dynamics this
         call spent, 0 without any) and the mean raw integrals ``kinetic`` and ``jacobian``, as
         detached tensors (read them after the optimiser step: no device sync here). A method
-        trained by another objective overrides this.
+        trained by another objective overrides this; its stats need ``nll`` (what the metrics
+        report as the training loss), and the loop records 0 for any other key left out.
         """
         start = self.evaluations()
         log_prob, penalty = self.log_prob_with_penalty(x)
