@@ -125,6 +125,15 @@ def test_data_and_flows_import_nothing_above_them():
         assert units[unit] <= allowed, f"{unit} imports {sorted(units[unit] - allowed)}"
 
 
+def test_the_report_neither_trains_nor_loads_weights():
+    """It renders files (metrics, density grids, sample images); evaluating saved weights is
+    ``replication.evaluate``'s, through the one loader ``replication.runs``."""
+    units = collapse(import_graph())
+    assert not units["replication.report"] & {
+        "replication.train", "replication.runs", "replication.evaluate", "replication.flows",
+    }  # fmt: skip
+
+
 def test_one_place_lists_every_command():
     parser = cli._parser()
     (commands,) = (a for a in parser._actions if a.dest == "command")
