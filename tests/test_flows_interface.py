@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from replication.flows import build, methods, recipe
+from replication.flows import build, build_from_options, methods, options, recipe
 
 pytestmark = pytest.mark.device
 
@@ -143,3 +143,18 @@ def test_unknown_method_lists_valid_names():
 def test_unknown_option_is_named():
     with pytest.raises(ValueError, match="depth"):
         build("realnvp", (2,), depth=3)
+
+
+def test_a_flow_is_built_from_its_parsed_options_as_from_keywords(method):
+    """A config's options are parsed once; building from them gives the keyword-built flow."""
+    parsed = options(method, (2,), dict(TINY[method]))
+    torch.manual_seed(3)
+    built = build_from_options(method, (2,), parsed)
+    torch.manual_seed(3)
+    expected = build(method, (2,), **TINY[method])
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(built.state_dict().values(), expected.state_dict().values(), strict=True)
+    )
+    with pytest.raises(TypeError, match="takes"):
+        build_from_options(method, (2,), dict(TINY[method]))
