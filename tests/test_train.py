@@ -10,7 +10,8 @@ import torch
 
 from replication import config, train
 from replication.atomic import save_torch
-from replication.flows import build, methods, recipe
+from replication.flows import Flow, build, methods, recipe
+from replication.flows.base import StandardNormal
 
 TIMING = "timing"
 
@@ -164,3 +165,23 @@ def test_a_run_without_patience_reports_its_cap(tmp_path):
     capped = train.run(fresh_with_patience(patience=400, iterations=100), tmp_path / "capped")
     assert not capped["convergence"]["converged"]
     assert capped["convergence"]["reason"] == "iteration cap 100 reached"
+
+
+def test_the_loop_minimises_the_objective_a_flow_is_given():
+    """A method with another objective than maximum likelihood passes it to its Flow; the loop
+    steps on it and records zeros for the stats it does not report."""
+    transform = build("realnvp", (2,), couplings=2, hidden=(8,)).transform
+
+    def shrink(flow: Flow, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        z, _ = flow.transform(x)
+        loss = z.square().mean()
+        return loss, {"nll": loss.detach()}
+
+    flow = Flow(transform, StandardNormal((2,)), objective=shrink)
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    x = torch.randn(64, 2)
+    steps = [train.train_step(flow, optimizer, x, clip=None) for _ in range(20)]
+    assert steps[-1]["nll"] < steps[0]["nll"]
+    assert {key: steps[0][key] for key in ("nfe_forward", "nfe_backward", "kinetic", "jacobian")} == {
+        "nfe_forward": 0, "nfe_backward": 0, "kinetic": 0.0, "jacobian": 0.0,
+    }  # fmt: skip

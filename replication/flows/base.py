@@ -176,17 +176,51 @@ class DiagonalNormal(BaseDistribution):
         return self.loc + torch.exp(self.log_scale) * noise
 
 
+class Objective(Protocol):
+    """A training objective: ``(flow, batch) -> (loss, stats)``, as :meth:`Flow.loss` returns."""
+
+    def __call__(self, flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]: ...
+
+
+def maximum_likelihood(flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]:
+    """Maximum likelihood plus the weighted regularisers of the transform (zero but for RNODE),
+
+        loss = -1/B sum_i log p(x_i) + 1/B sum_i (lambda_K K_i + lambda_J J_i),
+
+    with stats ``nll`` (the first term), ``nfe_forward`` (evaluations of the dynamics this call
+    spent, 0 without any) and the mean raw integrals ``kinetic`` and ``jacobian``, as detached
+    tensors (read them after the optimiser step: no device sync here). Another objective's
+    stats need ``nll`` (what the metrics report as the training loss); the loop records 0 for
+    any other key left out.
+    """
+    start = flow.evaluations()
+    log_prob, penalty = flow.log_prob_with_penalty(x)
+    nll = -log_prob.mean()
+    loss = nll + penalty.weighted.mean()
+    stats = {
+        "nll": nll.detach(),
+        "nfe_forward": flow.evaluations() - start,
+        "kinetic": penalty.kinetic.mean().detach(),
+        "jacobian": penalty.jacobian.mean().detach(),
+    }
+    return loss, stats
+
+
 class Flow(nn.Module):
     """A normalizing flow: ``transform`` maps data to latent space, ``base`` is the latent density.
 
     Every method in the suite is an instance of this one class; methods differ only in the
-    bijection and the base density they are built with.
+    bijection and the base density they are built with, and in the ``objective`` they train by
+    (maximum likelihood unless a method passes another, e.g. a regression on its vector field).
     """
 
-    def __init__(self, transform: Bijection, base: BaseDistribution) -> None:
+    def __init__(
+        self, transform: Bijection, base: BaseDistribution, objective: Objective | None = None
+    ) -> None:
         super().__init__()
         self.transform = transform
         self.base = base
+        self.objective = objective or maximum_likelihood
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) per sample, shape ``[batch]``, by the change of variables."""
@@ -199,29 +233,9 @@ class Flow(nn.Module):
         return self.base.log_prob(z) + logdet, penalty
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]:
-        """The training objective on batch ``x`` and what the loop records of it.
-
-        Maximum likelihood plus the weighted regularisers of the transform (zero but for RNODE),
-
-            loss = -1/B sum_i log p(x_i) + 1/B sum_i (lambda_K K_i + lambda_J J_i),
-
-        with stats ``nll`` (the first term), ``nfe_forward`` (evaluations of the dynamics this
-        call spent, 0 without any) and the mean raw integrals ``kinetic`` and ``jacobian``, as
-        detached tensors (read them after the optimiser step: no device sync here). A method
-        trained by another objective overrides this; its stats need ``nll`` (what the metrics
-        report as the training loss), and the loop records 0 for any other key left out.
-        """
-        start = self.evaluations()
-        log_prob, penalty = self.log_prob_with_penalty(x)
-        nll = -log_prob.mean()
-        loss = nll + penalty.weighted.mean()
-        stats = {
-            "nll": nll.detach(),
-            "nfe_forward": self.evaluations() - start,
-            "kinetic": penalty.kinetic.mean().detach(),
-            "jacobian": penalty.jacobian.mean().detach(),
-        }
-        return loss, stats
+        """The training objective on batch ``x`` and the stats the loop records of it (see
+        :func:`maximum_likelihood`, the default, for what they are)."""
+        return self.objective(self, x)
 
     def _counters(self) -> list[EvaluationCounter]:
         """The distinct evaluation counters of the flow's bijections (shared ones once)."""
