@@ -354,14 +354,6 @@ def test_solver_options_are_validated():
 # The flows as built by the registry.
 
 
-@pytest.mark.parametrize("method", ["cnf", "ffjord", "rnode"])
-def test_builders_work_with_defaults_and_reject_unknown_options(method):
-    flow = build(method, (2,))
-    assert flow.log_prob(torch.randn(3, 2)).shape == (3,)
-    with pytest.raises(ConfigError, match="depth"):
-        build(method, (2,), depth=3)
-
-
 def test_inverse_of_forward_with_two_blocks():
     solver = {"atol": 1e-10, "rtol": 1e-10}
     flow = build("ffjord", (2,), blocks=2, hidden=(8, 8), train_solver=solver, eval_solver=solver)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from replication.flows import build, build_from_options, methods, options, recipe
+from replication.typed import ConfigError
 
 pytestmark = pytest.mark.device
 
@@ -138,6 +139,13 @@ def test_samples_have_consistent_log_prob(method, device):
 def test_unknown_method_lists_valid_names():
     with pytest.raises(ValueError, match="valid choices: .*realnvp"):
         build("maf", (2,))
+
+
+def test_builder_works_with_defaults_and_rejects_unknown_options(method):
+    flow = build(method, (2,))
+    assert flow.log_prob(torch.randn(3, 2)).shape == (3,)
+    with pytest.raises(ConfigError, match="depth"):
+        build(method, (2,), depth=3)
 
 
 def test_unknown_option_is_named():
