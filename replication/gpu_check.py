@@ -183,13 +183,13 @@ def run(out: Path, timing_iterations: int = 3, devices: list[str] | None = None)
     report: dict = {"devices": devices, "tests": [device_tests(d) for d in devices]}
     gpu = next((d for d in devices if d != "cpu"), None)
     if gpu is not None:
-        toy = [TOY_CONFIGS / f"{m}.yaml" for m in methods()]
-        images = [MNIST_CONFIGS / f"{m}-cpu.yaml" for m in methods()]
+        toy = [TOY_CONFIGS / f"{m}.yaml" for m in methods("vector")]
+        images = [MNIST_CONFIGS / f"{m}-cpu.yaml" for m in methods("image")]
         report["agreement"] = [log_prob_agreement(gpu, path) for path in toy] + [
             log_prob_agreement(gpu, path, count=16) for path in images
         ]
         with tempfile.TemporaryDirectory() as folder:
-            report["determinism"] = [determinism(gpu, m, Path(folder)) for m in methods()]
+            report["determinism"] = [determinism(gpu, m, Path(folder)) for m in methods("vector")]
         paths, seeds = _paper_configs()
         report["paper_cost"] = [paper_cost(gpu, p, seeds, timing_iterations) for p in paths]
         report["paper_profile_gpu_hours"] = sum(r["projected_hours"] for r in report["paper_cost"])

@@ -34,7 +34,7 @@ def make(method: str, device: torch.device, perturb: float = 0.0) -> torch.nn.Mo
     return flow
 
 
-@pytest.fixture(params=methods())
+@pytest.fixture(params=methods("vector"))
 def method(request: pytest.FixtureRequest) -> str:
     return request.param
 
