@@ -28,7 +28,8 @@ from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
 from replication.flows.augmented import DensityField, RegularisedField
 from replication.flows.continuous import ContinuousFlow, solver_statistics
-from replication.train import build_flow, seed_everything, train_step
+from replication.runs import build_flow
+from replication.train import seed_everything, train_step
 from replication.typed import ConfigError
 
 
@@ -121,7 +122,7 @@ def bench_one(
     precision.apply(experiment.precision)
     seed_everything(experiment.seed)
     data = load_dataset(experiment.data, experiment.seed)
-    flow = build_flow(experiment, data.shape).to(target).train()
+    flow = build_flow(experiment).to(target).train()
     optimizer = optim.make_optimizer(flow.parameters(), experiment.train, target)
     generator = torch.Generator().manual_seed(derive_seed(experiment.seed, "batches"))
     measure = functools.partial(_measure_block, flow, optimizer, data, experiment, generator)

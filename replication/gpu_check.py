@@ -36,6 +36,7 @@ from replication import atomic, bench, config, provenance, train
 from replication.datasets import toy2d
 from replication.datasets.splits import derive_seed
 from replication.flows import methods
+from replication.runs import WEIGHTS, build_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE_ENV = "REPLICATION_TEST_DEVICE"  # read by tests/conftest.py's ``device`` fixture
@@ -106,7 +107,7 @@ def log_prob_agreement(device: str, path: Path, count: int = 256) -> dict:
     """Max |log p_cpu - log p_device| of the flow of config ``path``, both in float64."""
     experiment = _experiment(path)
     x = _inputs(experiment, count)
-    flow = train.build_flow(experiment, experiment.data.shape).double()
+    flow = build_flow(experiment).double()
     with torch.no_grad():
         flow.train().log_prob(x)  # data-dependent initialisation (actnorm), as training does
         flow.eval()
@@ -126,7 +127,7 @@ def log_prob_agreement(device: str, path: Path, count: int = 256) -> dict:
 
 
 def _weights(run_dir: Path) -> dict:
-    return torch.load(run_dir / train.WEIGHTS, map_location="cpu", weights_only=False)
+    return torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=False)
 
 
 def determinism(device: str, method: str, folder: Path) -> dict:
@@ -182,13 +183,13 @@ def run(out: Path, timing_iterations: int = 3, devices: list[str] | None = None)
     report: dict = {"devices": devices, "tests": [device_tests(d) for d in devices]}
     gpu = next((d for d in devices if d != "cpu"), None)
     if gpu is not None:
-        toy = [TOY_CONFIGS / f"{m}.yaml" for m in methods()]
-        images = [MNIST_CONFIGS / f"{m}-cpu.yaml" for m in methods()]
+        toy = [TOY_CONFIGS / f"{m}.yaml" for m in methods("vector")]
+        images = [MNIST_CONFIGS / f"{m}-cpu.yaml" for m in methods("image")]
         report["agreement"] = [log_prob_agreement(gpu, path) for path in toy] + [
             log_prob_agreement(gpu, path, count=16) for path in images
         ]
         with tempfile.TemporaryDirectory() as folder:
-            report["determinism"] = [determinism(gpu, m, Path(folder)) for m in methods()]
+            report["determinism"] = [determinism(gpu, m, Path(folder)) for m in methods("vector")]
         paths, seeds = _paper_configs()
         report["paper_cost"] = [paper_cost(gpu, p, seeds, timing_iterations) for p in paths]
         report["paper_profile_gpu_hours"] = sum(r["projected_hours"] for r in report["paper_cost"])

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from replication.config import ExperimentConfig
     from replication.datasets.splits import Dataset
     from replication.flows.base import Flow
-    from replication.train import History
+    from replication.history import History
 
 END_WINDOW = 100
 

@@ -6,7 +6,9 @@ missing ``seeds`` or ``threads`` would silently run with the default's values: e
 validated against the schema on its own first. Then every training run the profile asks for
 is parsed exactly as its job will parse it (family and method overrides, dataset, seed), so an
 override with an unknown key or a bad value fails the DAG, naming the profile key, instead of
-failing inside every training job.
+failing inside every training job. Method names are checked here, against the registry of flows
+(the schema lists none): each entry's method must be registered and be the method its
+experiment config trains.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import jsonschema
 
-from replication.typed import ConfigError
+from replication.typed import ConfigError, choice_error
 from replication.yamlfile import load_yaml_text
 
 SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema" / "profile.schema.yaml"
@@ -62,20 +64,28 @@ def check_runs(profile: dict, source: str) -> int:
     seed with the first dataset; ConfigError naming the profile entry. Returns the count.
     Needs torch (the configs name flows): ImportError where it is not installed."""
     from replication import config as experiment
+    from replication.flows import methods
 
     checked = 0
     for family, spec in profile["families"].items():
         for index, entry in enumerate(spec["methods"]):
+            where = f"profile {source}: families.{family}.methods[{index}]"
+            if entry["method"] not in methods():
+                raise ConfigError(f"{where}: {choice_error('method', entry['method'], methods())}")
             for dataset, seed in _pairs(spec["datasets"], spec["seeds"]):
                 overrides = run_overrides(profile, family, entry, dataset, seed)
                 try:
-                    experiment.load(entry["config"], tuple(overrides))
+                    trains = experiment.load(entry["config"], tuple(overrides)).model.method
                 except ConfigError as error:
                     raise ConfigError(
-                        f"profile {source}: families.{family}.methods[{index}] "
-                        f"({entry['method']} on {dataset}, seed {seed}, with the family's and "
-                        f"the method's overrides): {error}"
+                        f"{where} ({entry['method']} on {dataset}, seed {seed}, with the "
+                        f"family's and the method's overrides): {error}"
                     ) from None
+                if trains != entry["method"]:
+                    raise ConfigError(
+                        f"{where} names method {entry['method']!r}, but its config "
+                        f"{entry['config']} (with overrides) trains {trains!r}"
+                    )
                 checked += 1
     return checked
 

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 if TYPE_CHECKING:
     from replication.config import ExperimentConfig
-    from replication.train import History
+    from replication.history import History
 
 
 class Progress:

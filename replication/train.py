@@ -9,14 +9,11 @@ the same kind of machine (timings aside); an interrupted run resumes from its la
 from __future__ import annotations
 
 import copy
-import math
 import os
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,47 +22,18 @@ import torch
 from replication import atomic, generators, optim, outdir, precision, provenance
 from replication import status as run_status
 from replication.config import ExperimentConfig
-from replication.config import parse as parse_config
 from replication.datasets import check_files as check_data_files
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import Dataset, derive_seed
 from replication.evaluate import score
-from replication.flows import build
-from replication.flows.base import Flow
-from replication.flows.continuous import SolverFailure, function_evaluations, is_continuous
+from replication.flows import Flow, SolverFailure
+from replication.history import History
 from replication.images import SAMPLES_FILE, save_blank_grid, save_run_samples
 from replication.metrics import assemble
 from replication.progress import Progress
-from replication.typed import ConfigError
+from replication.runs import METRICS, WEIGHTS, build_flow
 
 CHECKPOINT = "checkpoint.pt"
-WEIGHTS = "model.pt"
-METRICS = "metrics.json"
-
-
-@dataclass
-class History:
-    """What the loop has measured so far; saved in checkpoints so a resumed run continues it."""
-
-    iteration: int = 0
-    best_val: float = math.inf
-    best_iteration: int = 0
-    val_curve: list[dict] = field(default_factory=list)
-    iteration_seconds: list[float] = field(default_factory=list)
-    validation_seconds: float = 0.0
-    val_train_seconds: list[float] = field(default_factory=list)  # training time at each validation
-    losses: list[float] = field(default_factory=list)
-    nfe_forward: list[int] = field(default_factory=list)
-    nfe_backward: list[int] = field(default_factory=list)
-    kinetic: list[float] = field(default_factory=list)
-    jacobian: list[float] = field(default_factory=list)
-    status: str = "ok"
-    counts_nfe: bool = False  # whether the flow has ODE blocks, i.e. NFE applies
-    # Convergence (train.patience): the validation NLL at the last improvement larger than its
-    # standard error, the iteration it happened, and why training stopped ("" while it runs).
-    reference_val: float = math.inf
-    last_improvement: int = 0
-    stop_reason: str = ""
 
 
 def seed_everything(seed: int) -> None:
@@ -75,44 +43,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_flow(config: ExperimentConfig, shape: tuple[int, ...]) -> Flow:
-    """The configured flow, initialised from the run's seed."""
-    torch.manual_seed(derive_seed(config.seed, "model"))
-    return build(config.model.method, shape, **vars(config.model.options))
-
-
-def load_trained(
-    run_dir: Path, edit: Callable[[dict], None] | None = None
-) -> tuple[Flow, ExperimentConfig]:
-    """The flow saved in ``run_dir/model.pt``, rebuilt from its saved config on the CPU in eval
-    mode, and that config. ``edit`` may change the resolved config first (e.g. the solver)."""
-    path = Path(run_dir) / WEIGHTS
-    if not path.is_file():
-        raise ConfigError(f"weights not found: {path} (train the run first)")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        resolved, state = saved["config"], saved["state_dict"]
-    except Exception as error:  # noqa: BLE001  (any failure to read it means it is damaged)
-        raise ConfigError(
-            f"weights file {path} is damaged ({type(error).__name__}: {error}); train the run again"
-        ) from None
-    if edit is not None:
-        edit(resolved)
-    experiment = parse_config(resolved)
-    flow = build_flow(experiment, experiment.data.shape)
-    flow.load_state_dict(state)
-    return flow.eval(), experiment
-
-
 def train_step(
     flow: Flow, optimizer: torch.optim.Optimizer, batch: torch.Tensor, clip: float | None
 ) -> dict:
-    """One optimiser step on ``batch``: loss = NLL + the flow's weighted regularisers."""
-    start, started = function_evaluations(flow), time.perf_counter()
-    log_prob, penalty = flow.log_prob_with_penalty(batch)
-    nll = -log_prob.mean()
-    loss = nll + penalty.weighted.mean()
-    after_forward, forward_done = function_evaluations(flow), time.perf_counter()
+    """One optimiser step on ``batch`` minimising the flow's own objective (:meth:`Flow.loss`)."""
+    started = time.perf_counter()
+    loss, stats = flow.loss(batch)
+    after_forward, forward_done = flow.evaluations(), time.perf_counter()
     if not torch.isfinite(loss):
         return {"finite": False}
     optimizer.zero_grad(set_to_none=True)
@@ -120,15 +57,15 @@ def train_step(
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
     optimizer.step()
+    # A loss that reports no NFE or regulariser (e.g. another objective's) records zeros.
+    numbers = {"nfe_forward": 0, "kinetic": 0.0, "jacobian": 0.0}
+    numbers |= {key: v.item() if torch.is_tensor(v) else v for key, v in stats.items()}
     return {
         "finite": True,
-        "nll": nll.item(),
+        **numbers,
         "forward_seconds": forward_done - started,
         "backward_seconds": time.perf_counter() - forward_done,
-        "nfe_forward": after_forward - start,
-        "nfe_backward": function_evaluations(flow) - after_forward,
-        "kinetic": penalty.kinetic.mean().item(),
-        "jacobian": penalty.jacobian.mean().item(),
+        "nfe_backward": flow.evaluations() - after_forward,
     }
 
 
@@ -205,7 +142,7 @@ def run(
 
     # Model, then data: building first refuses a model the data shape cannot take before any
     # data is read (the data's generators are private, so the order changes no number).
-    flow = build_flow(config, config.data.shape).to(device).train()
+    flow = build_flow(config).to(device).train()
     check_data_files(config.data)
     if not overwrite:  # refuse before touching the folder; checked again once it is held
         outdir.refuse_other_finished(out_dir, config.digest(), overwrite)
@@ -230,7 +167,7 @@ def _train_and_evaluate(
         optimizer, lambda it: optim.learning_rate_factor(config.train, it)
     )
     batches = torch.Generator().manual_seed(derive_seed(config.seed, "batches"))
-    history = History(counts_nfe=is_continuous(flow))
+    history = History(counts_nfe=flow.counts_evaluations())
     best_state = copy.deepcopy(flow.state_dict())
 
     checkpoint = out_dir / CHECKPOINT

@@ -209,6 +209,14 @@ PROFILES = [
         ),
         "unknown key 'model.x'",
     ),
+    profile_case(
+        edited_smoke(_family("methods", [{"method": "glow", "config": TOY}])),
+        "names method 'glow', but its config",  # the entry and its experiment file disagree
+    ),
+    profile_case(
+        edited_smoke(_family("methods", [{"method": "flowmatch", "config": TOY}])),
+        "unknown method 'flowmatch'; valid choices: cnf, ffjord",
+    ),
     profile_case("profile: smoke\nprofile: again\n", "duplicate key 'profile'"),
     profile_case("profile: [\n", "is not valid YAML"),
     Case(("check-profile", "{tmp}/absent.yaml"), "profile file not found: {tmp}/absent.yaml"),

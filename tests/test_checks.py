@@ -84,9 +84,10 @@ def test_toy_entropy_matches_quadrature(name):
     assert check.passed and check.standard_error is not None
 
 
+@pytest.mark.slow  # a statistical training: 200 dopri5 iterations
 def test_gaussian_data_reaches_the_analytic_entropy():
     # One method here (a continuous one, the more involved log-det); every pipeline run checks
-    # all six with this same function (rules/checks.smk).
+    # every method with this same function (rules/checks.smk).
     assert trained.gaussian_data(CONFIGS / "ffjord.yaml").passed
 
 
@@ -122,13 +123,14 @@ def test_collect_renders_and_verify_fails_on_a_failed_check(tmp_path, capsys):
 
 def test_checks_of_trained_models_get_a_verification_nfe_budget():
     """A stiff but usable model (CNF on circles hit model.max_nfe = 10,000 in its mass check)
-    is verified with a larger ceiling; discrete configs, without max_nfe, are left alone."""
+    is verified with a larger ceiling; options a method lacks are left alone."""
+    from replication import config, runs
     from replication.checks import trained
 
-    continuous = {"model": {"method": "cnf", "max_nfe": 10_000, "eval_solver": {}}}
-    trained._tight_eval_solver(continuous)
-    assert continuous["model"]["max_nfe"] == trained.CHECK_MAX_NFE > 10_000
-    assert continuous["model"]["eval_solver"]["atol"] == 1e-9
-    discrete = {"model": {"method": "realnvp"}}
-    trained._check_budget(discrete)
-    assert discrete == {"model": {"method": "realnvp"}}
+    assert trained.CHECK_MAX_NFE > 10_000
+    cnf = config.parse({"model": {"method": "cnf"}})
+    raised = runs._with_options(cnf, max_nfe=trained.CHECK_MAX_NFE)
+    assert cnf.model.options.max_nfe == 10_000
+    assert raised.model.options.max_nfe == trained.CHECK_MAX_NFE
+    realnvp = config.parse({"model": {"method": "realnvp"}})
+    assert runs._with_options(realnvp, max_nfe=trained.CHECK_MAX_NFE) == realnvp

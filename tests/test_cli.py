@@ -1,12 +1,14 @@
 """The command line: bad input exits with code 2 and writes nothing.
 
-Most cases run as a user runs them, in a fresh interpreter; the table of bad configs calls the
-same ``main`` in-process (each fresh interpreter costs seconds of imports), while the missing
-file case checks the real process exit code.
+The commands run in-process through ``main`` (what ``python -m replication`` calls; a fresh
+interpreter costs seconds of imports and tests nothing more), with their output captured; the
+missing file case runs a real process, to check the exit code a shell sees.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -16,14 +18,15 @@ import pytest
 from replication.__main__ import main
 
 
-def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "replication", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m replication ARGS`` in this process: its exit code and captured output."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as stop:  # argparse: --help and usage errors
+            code = stop.code
+    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
 
 
 def test_help_explains_every_command():
@@ -55,7 +58,10 @@ def test_bad_config_exits_2_and_writes_nothing(tmp_path, capsys, yaml_text, over
 
 
 def test_missing_config_file_exits_2(tmp_path):
-    result = cli("train", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o"))
+    args = ["train", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]
+    result = subprocess.run(
+        [sys.executable, "-m", "replication", *args], check=False, capture_output=True, text=True
+    )
     assert result.returncode == 2 and "config file not found" in result.stderr
     assert not (tmp_path / "o").exists()
 
@@ -139,7 +145,7 @@ def test_bad_after_training_options_exit_2_before_training(tmp_path, capsys, ext
 
 
 def test_the_end_of_run_line_of_an_image_run_gives_bits_per_dim():
-    from replication.__main__ import _result_line
+    from replication.cli.run import _result_line
 
     line = _result_line({"test_nll": -680.0594844970703, "test_bpd": 1.2345678})
     assert line == "test NLL -680.0595 nats = 1.2346 bits/dim"

@@ -29,7 +29,6 @@ from replication.flows.continuous import (
     SolverFailure,
     SolverOptions,
     SolverUnderflow,
-    function_evaluations,
 )
 from replication.flows.dynamics import (
     ACTIVATIONS,
@@ -254,20 +253,20 @@ def test_nfe_counts_forward_and_backward_of_rk4(matrix, adjoint):
     flow = block(
         LinearDynamics(matrix), solver=SolverOptions("rk4", step_size=0.25, adjoint=adjoint)
     )
-    start = function_evaluations(flow)
+    start = flow.counter.count
     _, logdet = flow(torch.randn(3, 3, dtype=torch.float64))
-    forward = function_evaluations(flow)
+    forward = flow.counter.count
     logdet.sum().backward()
-    backward = function_evaluations(flow)
+    backward = flow.counter.count
     assert (forward - start, backward - forward) == (16, 16 if adjoint else 0)
 
 
-def test_function_evaluations_sums_blocks_sharing_a_counter():
+def test_evaluations_counts_blocks_sharing_a_counter_once_each_evaluation():
     flow = build(
         "ffjord", (2,), blocks=2, hidden=(4,), train_solver={"method": "rk4", "step_size": 0.5}
     )
     flow.log_prob(torch.randn(3, 2))
-    assert function_evaluations(flow) == 2 * 8
+    assert flow.evaluations() == 2 * 8 and flow.counts_evaluations()
 
 
 @pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
@@ -353,14 +352,6 @@ def test_solver_options_are_validated():
 
 
 # The flows as built by the registry.
-
-
-@pytest.mark.parametrize("method", ["cnf", "ffjord", "rnode"])
-def test_builders_work_with_defaults_and_reject_unknown_options(method):
-    flow = build(method, (2,))
-    assert flow.log_prob(torch.randn(3, 2)).shape == (3,)
-    with pytest.raises(ConfigError, match="depth"):
-        build(method, (2,), depth=3)
 
 
 def test_inverse_of_forward_with_two_blocks():

@@ -13,25 +13,19 @@ import math
 import pytest
 import torch
 
-from replication.flows import build, methods
+from replication.flows import build, build_from_options, methods, options, recipe
+from replication.typed import ConfigError
 
 pytestmark = pytest.mark.device
 
-SOLVER = {"method": "dopri5", "atol": 1e-8, "rtol": 1e-8}
-TINY = {
-    "nice": {"couplings": 4, "hidden": (8,)},
-    "realnvp": {"couplings": 4, "hidden": (8,)},
-    "glow": {"steps": 3, "hidden": (8,)},
-    "cnf": {"units": 8, "hidden": (8,), "train_solver": SOLVER, "eval_solver": SOLVER},
-    "ffjord": {"hidden": (8, 8), "train_solver": SOLVER, "eval_solver": SOLVER},
-    "rnode": {"hidden": (8, 8), "train_solver": SOLVER, "eval_solver": SOLVER},
-}
+# The tiny model of each method, as its registry entry states it.
+TINY = {method: recipe(method, (2,)).tiny for method in methods("vector")}
 
 
 def make(method: str, device: torch.device, perturb: float = 0.0) -> torch.nn.Module:
     """A float64 flow on ``device`` with data-dependent initialisation done and optionally
     perturbed weights (zero-initialised layers would otherwise hide disconnected parameters)."""
-    flow = build(method, (2,), **TINY.get(method, {})).double().to(device)
+    flow = build(method, (2,), **TINY[method]).double().to(device)
     flow.train()
     with torch.no_grad():
         flow.log_prob(torch.randn(64, 2, dtype=torch.float64, device=device) * 2 + 0.5)
@@ -40,7 +34,7 @@ def make(method: str, device: torch.device, perturb: float = 0.0) -> torch.nn.Mo
     return flow
 
 
-@pytest.fixture(params=methods())
+@pytest.fixture(params=methods("vector"))
 def method(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -55,6 +49,20 @@ def test_gradients_reach_every_parameter(method, device):
     flow.log_prob(torch.randn(16, 2, dtype=torch.float64, device=device)).mean().backward()
     missing = [name for name, p in flow.named_parameters() if p.grad is None or not p.grad.any()]
     assert not missing
+
+
+def test_loss_is_the_nll_plus_weighted_penalties_and_counts_its_evaluations(method, device):
+    flow = make(method, device, perturb=0.05)
+    x = torch.randn(16, 2, dtype=torch.float64, device=device)
+    before = flow.evaluations()
+    loss, stats = flow.loss(x)
+    spent = flow.evaluations() - before
+    log_prob, penalty = flow.log_prob_with_penalty(x)
+    assert torch.allclose(loss, -log_prob.mean() + penalty.weighted.mean())
+    assert torch.allclose(stats["nll"], -log_prob.mean()) and not stats["nll"].requires_grad
+    assert stats["nfe_forward"] == spent and (spent > 0) == flow.counts_evaluations()
+    assert torch.allclose(stats["kinetic"], penalty.kinetic.mean())
+    assert torch.allclose(stats["jacobian"], penalty.jacobian.mean())
 
 
 def test_inverse_of_forward_is_identity(method, device):
@@ -105,7 +113,7 @@ def test_save_and_load_preserve_log_prob(method, device):
     flow = make(method, device, perturb=0.1).eval()
     buffer = io.BytesIO()
     torch.save(flow.state_dict(), buffer)
-    fresh = build(method, (2,), **TINY.get(method, {})).double().to(device).eval()
+    fresh = build(method, (2,), **TINY[method]).double().to(device).eval()
     fresh.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
     x = torch.randn(8, 2, dtype=torch.float64, device=device)
     with torch.no_grad():
@@ -133,6 +141,28 @@ def test_unknown_method_lists_valid_names():
         build("maf", (2,))
 
 
+def test_builder_works_with_defaults_and_rejects_unknown_options(method):
+    flow = build(method, (2,))
+    assert flow.log_prob(torch.randn(3, 2)).shape == (3,)
+    with pytest.raises(ConfigError, match="depth"):
+        build(method, (2,), depth=3)
+
+
 def test_unknown_option_is_named():
     with pytest.raises(ValueError, match="depth"):
         build("realnvp", (2,), depth=3)
+
+
+def test_a_flow_is_built_from_its_parsed_options_as_from_keywords(method):
+    """A config's options are parsed once; building from them gives the keyword-built flow."""
+    parsed = options(method, (2,), dict(TINY[method]))
+    torch.manual_seed(3)
+    built = build_from_options(method, (2,), parsed)
+    torch.manual_seed(3)
+    expected = build(method, (2,), **TINY[method])
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(built.state_dict().values(), expected.state_dict().values(), strict=True)
+    )
+    with pytest.raises(TypeError, match="takes"):
+        build_from_options(method, (2,), dict(TINY[method]))

@@ -14,8 +14,9 @@ import torch
 from conftest import DEVICE_ENV
 from test_train import tiny
 
-from replication import __main__ as cli
-from replication import config, generators, gpu_check, gpu_slots, optim, precision, train
+from replication import cli, config, generators, gpu_check, gpu_slots, optim, precision, train
+from replication.history import History
+from replication.runs import build_flow
 from replication.typed import ConfigError
 
 
@@ -96,11 +97,11 @@ def test_cuda_generator_goes_through_the_checkpoint(tmp_path, monkeypatch):
     fake = FakeCuda(torch.arange(16, dtype=torch.uint8))
     monkeypatch.setitem(generators.ACCELERATORS, "cuda", fake.accelerator())
     experiment = tiny(iterations=2)
-    flow = train.build_flow(experiment, (2,))
+    flow = build_flow(experiment)
     optimizer = optim.make_optimizer(flow.parameters(), experiment.train, torch.device("cpu"))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     batches = torch.Generator().manual_seed(1)
-    history = train.History()
+    history = History()
     path = tmp_path / train.CHECKPOINT
     best = flow.state_dict()
     train.save_checkpoint(path, experiment, flow, optimizer, schedule, batches, history, best)

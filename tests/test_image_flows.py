@@ -19,7 +19,7 @@ from torch import Tensor
 
 from replication import config
 from replication.evaluate import bits_per_dim
-from replication.flows import build
+from replication.flows import build, methods, recipe
 from replication.flows.base import BaseDistribution, Chain, Flow, StandardLogistic
 from replication.flows.continuous import ContinuousFlow, ExactTrace, SolverOptions
 from replication.flows.images.layers import LogitTransform, Squeeze
@@ -29,20 +29,9 @@ from replication.images import save_sample_grid
 F64 = torch.float64
 SHAPE = (1, 4, 4)
 SOLVER = {"method": "dopri5", "atol": 1e-7, "rtol": 1e-7}
-EXACT = {"divergence": "exact", "eval_divergence": "exact"}
-ODE = {"scales": 2, "blocks": 1, "train_solver": SOLVER, "eval_solver": SOLVER}
-TINY = {
-    "nice": {"couplings": 4, "hidden": (8,)},
-    "realnvp": {
-        "scales": 2, "checkerboard": 2, "channel": 2, "final_checkerboard": 2,
-        "features": 4, "blocks": 1,
-    },
-    "glow": {"levels": 2, "steps": 2, "width": 4},
-    "cnf": {**ODE, "units": 4, "hidden": (4,)},
-    "ffjord": {**ODE, **EXACT, "hidden": (4, 4)},
-    "rnode": {**ODE, **EXACT, "hidden": (4, 4)},
-}  # fmt: skip
-METHODS = tuple(TINY)
+# Every method with an image variant, at the tiny size its registry entry states.
+METHODS = methods("image")
+TINY = {method: recipe(method, SHAPE).tiny for method in METHODS}
 
 
 def images(n: int, seed: int = 0, device: torch.device | str = "cpu") -> Tensor:

@@ -75,8 +75,11 @@ def test_lint_passes(workflow):
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_dry_run_of_every_profile(workflow, name):
-    result = snakemake(workflow, "-n", "--configfile", f"config/profiles/{name}.yaml")
+    """Every job of the profile is in the DAG, and its toy training jobs write their density
+    grids and checks (one dry run per profile serves both: each costs seconds)."""
+    result = snakemake(workflow, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml")
     assert result.returncode == 0, result.stdout
+    toy_training_jobs_write_their_density_grid_and_checks(result.stdout, load(PROFILES[name]))
     profile, counts = load(PROFILES[name]), job_counts(result.stdout)
     toy, mnist = expected_trainings(profile, "toy"), expected_trainings(profile, "mnist")
     assert counts.get("train_toy", 0) == toy  # each also writes its density.npz, checks.json
@@ -125,14 +128,10 @@ def test_on_a_gpu_machine_only_mnist_training_asks_for_a_gpu(workflow, tmp_path,
     assert all("--gpus=1" in line and "--set=device=auto" in line for line in mnist)
 
 
-@pytest.mark.parametrize("name", ["smoke", "default"])
-def test_toy_training_jobs_write_their_density_grid_and_checks(workflow, name):
+def toy_training_jobs_write_their_density_grid_and_checks(stdout: str, profile: dict) -> None:
     """The density grid and the per-run checks come from the training job (one torch start-up
     per toy run instead of three), on the profile's checks grid; MNIST jobs have neither."""
-    result = snakemake(workflow, "-n", "-p", "--configfile", f"config/profiles/{name}.yaml")
-    assert result.returncode == 0, result.stdout
-    profile = load(PROFILES[name])
-    commands = [line for line in result.stdout.splitlines() if "replication train" in line]
+    commands = [line for line in stdout.splitlines() if "replication train" in line]
     toy = [line for line in commands if "/mnist/" not in line]
     mnist = [line for line in commands if "/mnist/" in line]
     assert len(toy) == expected_trainings(profile, "toy") and toy
@@ -142,9 +141,7 @@ def test_toy_training_jobs_write_their_density_grid_and_checks(workflow, name):
         assert f"--density={run}/density.npz --checks={run}/checks.json" in line
         assert f"--entropy={profile['results']}/toy_entropy.json --grid={grid} " in line
     assert not any("--density" in line or "--checks" in line for line in mnist)
-    assert not any(
-        " density --run" in line or "checks run" in line for line in result.stdout.splitlines()
-    )
+    assert not any(" density --run" in line or "checks run" in line for line in stdout.splitlines())
 
 
 def test_render_target_does_not_depend_on_training(workflow):
@@ -208,9 +205,7 @@ def test_profiles_report_to_their_own_places():
     assert places["default"] == ("results/default", "report")
     assert places["smoke"] == ("results/smoke", "results/smoke/report")
     assert places["paper"] == ("results/paper", "report/paper")
-    assert all(
-        spec["seeds"] == [0, 1, 2] for spec in load(PROFILES["paper"])["families"].values()
-    )
+    assert all(spec["seeds"] == [0, 1, 2] for spec in load(PROFILES["paper"])["families"].values())
     assert load(PROFILES["default"])["families"]["toy"]["seeds"] == [0, 1, 2]
 
 

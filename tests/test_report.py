@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from replication import density
 from replication.__main__ import main
-from replication.report import TOLERANCE_BPD, citations, density, entropy, figures, readme, tables
+from replication.report import TOLERANCE_BPD, citations, entropy, figures, readme, tables
 from replication.report import summary as summary_module
 from replication.report.render import render_report
 
@@ -243,7 +244,10 @@ def test_convergence_figure_command_draws_from_metrics_files(tmp_path, monkeypat
         _tiny_metrics(Path("runs/glow/seed1"), "glow", 1, [5.0, 2.9, 2.7]),
     ]
     frame = summary_module.summarize(paths, "tiny", {"toy": "reduced"})
-    assert frame["val_nfe_first"].tolist() == [21, 21] and frame["val_nfe_last"].tolist() == [23, 22]
+    assert frame["val_nfe_first"].tolist() == [21, 21] and frame["val_nfe_last"].tolist() == [
+        23,
+        22,
+    ]
     assert frame["converged"].tolist() == [True, False]
     summary_module.write(frame, "summary.csv")
     loaded = summary_module.read("summary.csv")
@@ -303,7 +307,8 @@ def test_summarize_command_rejects_a_bad_budget(in_data, tmp_path, capsys):
 def test_density_of_a_trained_run_matches_its_log_prob(tmp_path):
     import torch
 
-    from replication import config, train
+    from replication import config, evaluate, train
+    from replication.runs import load_run
 
     experiment = config.parse(
         {
@@ -314,11 +319,11 @@ def test_density_of_a_trained_run_matches_its_log_prob(tmp_path):
         }
     )
     train.run(experiment, tmp_path, progress=False)
-    out = density.write_run_density(tmp_path)
+    out = evaluate.write_run_density(tmp_path)
     assert out == tmp_path / "density.npz"
     values, _ = density.load(out)
     assert values.shape == (density.POINTS, density.POINTS) and np.isfinite(values).all()
-    flow = density.load_flow(tmp_path)
+    flow = load_run(tmp_path).flow
     corner = density.grid()[:1].to(torch.float32)  # (-4, -4): row 0, column 0
     with torch.no_grad():
         expected = flow.log_prob(corner).item()

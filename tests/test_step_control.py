@@ -10,7 +10,7 @@ from test_train import interrupt_after_second_checkpoint, without_timings
 from replication import config, train
 from replication.flows import build
 from replication.flows.augmented import AugmentedField
-from replication.flows.continuous import function_evaluations, solver_statistics
+from replication.flows.continuous import solver_statistics
 from replication.typed import ConfigError
 
 ADAPTIVE = {"method": "dopri5", "atol": 1e-3, "rtol": 1e-3}
@@ -29,7 +29,7 @@ def test_every_evaluation_is_accounted_for():
     stats = solver_statistics(flow)
     steps = stats["accepted"] + stats["rejected"]
     assert stats["solves"] == 1 and stats["initial"] == 2  # f(t0) and the step-size estimate
-    assert function_evaluations(flow) == stats["initial"] + DOPRI5_NEW_EVALUATIONS_PER_STEP * steps
+    assert flow.evaluations() == stats["initial"] + DOPRI5_NEW_EVALUATIONS_PER_STEP * steps
 
 
 def test_warm_start_reuses_the_largest_accepted_step_in_training_only():

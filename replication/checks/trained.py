@@ -3,7 +3,8 @@
 - Gaussian data: a method trained on N(mu, Sigma) has test NLL = H + KL(p || q) >= H with
   H = 1/2 log det(2 pi e Sigma); it must land within ``GAUSSIAN_ALLOWANCE`` nats above H (the
   KL a short run may leave, see the constant) plus Z standard errors of the test mean, and
-  not below H by more than Z standard errors (below H means a log-determinant bug).
+  not below H by more than Z standard errors (below H means a log-determinant bug). Each
+  method trains for the ``check_iterations`` its registry entry states.
 - Every trained 2D model: its density integrates to 1 (within 1%: the mass on a grid plus the
   fraction of the model's own samples that fall outside the grid), inverting its
   transform returns the input, and its test NLL is not below the data entropy by more than
@@ -25,21 +26,22 @@ from replication import train
 from replication.checks.records import Check, at_least, close, not_applicable
 from replication.datasets import gaussian
 from replication.datasets.splits import sample
-from replication.flows.continuous import SolverFailure, is_continuous
+from replication.flows import SolverFailure, recipe
+from replication.flows.ode import SolverOptions
+from replication.runs import METRICS, load_run
 from replication.typed import read_json
 
 Z_CRITICAL = 3.29  # two-sided false-alarm rate 1e-3
-# A short run may leave some KL(p || q) > 0. At the budgets below every method ended within
-# one standard error (about 0.007 nats) of H on this CPU (NLL - H from -0.006 to -0.0004;
-# budgets of 300 and 150 iterations still gave -0.007 to +0.006); 0.02 nats leaves room for
-# other hardware while staying far below the gaps a broken model shows (tenths of a nat).
+# A short run may leave some KL(p || q) > 0. At the check budgets (each method's registry
+# entry, check_iterations) every method ended within one standard error (about 0.007 nats) of H
+# on this CPU (NLL - H from -0.006 to -0.0004; budgets of 300 and 150 iterations still gave
+# -0.007 to +0.006); 0.02 nats leaves room for other hardware while staying far below the gaps
+# a broken model shows (tenths of a nat).
 GAUSSIAN_ALLOWANCE = 0.02
 GAUSSIAN_BUDGET = (
     "data.name=gaussian", "data.train_size=20000", "data.val_size=5000", "data.test_size=20000",
     "train.eval_every=100",
 )  # fmt: skip
-GAUSSIAN_ITERATIONS = {"nice": 400, "realnvp": 400, "glow": 400, "cnf": 200, "ffjord": 200,
-                       "rnode": 200}  # fmt: skip
 TIMINGS = ("timing", "provenance")
 GRID_HALF_WIDTH, GRID_POINTS = 8.0, 400
 ROUND_TRIP_POINTS = 200
@@ -53,8 +55,9 @@ def _run(config_path: Path, overrides: tuple[str, ...], out: Path) -> dict:
 def gaussian_data(config_path: Path, iterations: int | None = None) -> Check:
     """Train the toy config at ``config_path`` (a short budget) on the Gaussian; compare its
     test NLL with the analytic entropy."""
-    method = configuration.load(config_path).model.method
-    steps = iterations or GAUSSIAN_ITERATIONS[method]
+    experiment = configuration.load(config_path)
+    method = experiment.model.method
+    steps = iterations or recipe(method, experiment.data.shape).check_iterations
     overrides = (*GAUSSIAN_BUDGET, f"train.iterations={steps}")
     with tempfile.TemporaryDirectory() as out:
         metrics = _run(config_path, overrides, Path(out))
@@ -79,24 +82,14 @@ def _grid(points: int) -> tuple[torch.Tensor, float]:
 # Checking a finished model is not training: the NFE ceiling that stops a runaway training
 # solve (model.max_nfe) would leave a stiff but usable model (CNF on circles) unverified.
 CHECK_MAX_NFE = 1_000_000
-
-
-def _check_budget(resolved: dict) -> None:
-    if "max_nfe" in resolved["model"]:
-        resolved["model"]["max_nfe"] = max(resolved["model"]["max_nfe"], CHECK_MAX_NFE)
-
-
-def _tight_eval_solver(resolved: dict) -> None:
-    _check_budget(resolved)
-    if "eval_solver" in resolved["model"]:
-        resolved["model"]["eval_solver"] = {"method": "dopri5", "atol": 1e-9, "rtol": 1e-9}
+# The round trip's evaluation solver: tight enough to measure the inverse, not the solver.
+TIGHT_SOLVER = SolverOptions("dopri5", atol=1e-9, rtol=1e-9)
 
 
 def rebuilt_for_inversion(run_dir: Path) -> torch.nn.Module:
     """The trained flow in float64, its ODE blocks (if any) solved at atol = rtol = 1e-9, so a
     round trip measures the inverse itself rather than the evaluation solver's tolerance."""
-    flow, _ = train.load_trained(run_dir, edit=_tight_eval_solver)
-    return flow.double()
+    return load_run(run_dir, eval_solver=TIGHT_SOLVER, max_nfe=CHECK_MAX_NFE).flow.double()
 
 
 TRAINED_CHECKS = {
@@ -111,7 +104,7 @@ def trained_model(
 ) -> list[Check]:
     """Normalisation, invertibility and NLL >= entropy for the 2D model in ``run_dir``; not
     applicable, with the reason, when the run failed (see :mod:`replication.status`)."""
-    metrics = read_json(run_dir / train.METRICS, "metrics file")
+    metrics = read_json(run_dir / METRICS, "metrics file")
     name = f"trained/{metrics['dataset']}/{metrics['method']}/seed{metrics['seed']}"
     status = run_status.derive(metrics)
     if not run_status.usable(status):
@@ -133,7 +126,7 @@ def trained_model(
 def _trained_model_checks(
     run_dir: Path, metrics: dict, name: str, entropy: float, entropy_se: float, grid_points: int
 ) -> list[Check]:
-    flow, _ = train.load_trained(run_dir, edit=_check_budget)
+    flow = load_run(run_dir, max_nfe=CHECK_MAX_NFE).flow
     grid, cell = _grid(grid_points)
     mass = sum(flow.log_prob(chunk).exp().sum().item() for chunk in grid.split(10_000)) * cell
     # The model may put mass outside the grid; its own samples say how much.
@@ -144,7 +137,7 @@ def _trained_model_checks(
     points = sample(metrics["dataset"], ROUND_TRIP_POINTS, seed=0).double()
     back, _ = exact.transform.inverse(exact.transform(points)[0])
     round_trip = (back - points).abs().max().item()
-    tolerance = 1e-5 if is_continuous(exact) else 1e-9
+    tolerance = 1e-5 if exact.counts_evaluations() else 1e-9
     combined_se = math.hypot(metrics["test_nll_se"] or 0.0, entropy_se)
     return [
         close(f"{name}/mass", f"density integrates to 1: its mass on [-{GRID_HALF_WIDTH:g}, "

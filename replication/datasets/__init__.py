@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from replication.config import DataConfig
+    from replication.datasets.options import DataConfig
     from replication.datasets.splits import Dataset
 
 

@@ -1,12 +1,21 @@
 """Normalizing flows: one interface (:mod:`.base`) and one registry (:mod:`.registry`).
 
-Importing this package registers every method, so ``build(name, shape)`` sees them all.
+Importing this package imports every module under it, which registers every method, so
+``build(name, shape)`` sees them all: a new method's file needs no line here.
 """
 
-from replication.flows import continuous as _continuous  # noqa: F401  (registers methods)
-from replication.flows import discrete as _discrete  # noqa: F401  (registers methods)
-from replication.flows import images as _images  # noqa: F401  (registers image methods)
-from replication.flows.base import Bijection, Chain, Flow, Penalty
-from replication.flows.registry import build, methods, options, recipe
+import importlib
+import pkgutil
 
-__all__ = ["Bijection", "Chain", "Flow", "Penalty", "build", "methods", "options", "recipe"]
+from replication.flows.base import Bijection, Chain, Flow, Penalty
+from replication.flows.ode import SolverFailure
+from replication.flows.registry import build, build_from_options, methods, options, recipe
+
+__all__ = [
+    "Bijection", "Chain", "Flow", "Penalty", "SolverFailure", "build", "build_from_options",
+    "methods", "options", "recipe",
+]  # fmt: skip
+
+# In name order: continuous before discrete, so methods() lists cnf, ffjord, rnode, nice, ...
+for _module in pkgutil.walk_packages(__path__, f"{__name__}."):
+    importlib.import_module(_module.name)

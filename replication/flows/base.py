@@ -9,15 +9,16 @@ which :meth:`Flow.log_prob` computes once for every method. Each method only sup
 :class:`Bijection` (the map f with its log-determinant, in both directions).
 
 Continuous flows can also report regularisation integrals along their trajectory (RNODE's
-kinetic energy and Jacobian norm, Finlay et al. 2020); every other bijection reports zeros, so
-the training loop treats all methods alike.
+kinetic energy and Jacobian norm, Finlay et al. 2020) and count the evaluations of their
+dynamics; every other bijection reports zeros. The training objective is :meth:`Flow.loss`, so
+the training loop treats all methods alike and knows no family of flows.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -43,8 +44,20 @@ class Penalty(NamedTuple):
         return Penalty(*(mine + theirs for mine, theirs in zip(self, other, strict=True)))
 
 
+class EvaluationCounter(Protocol):
+    """Counts evaluations of a flow's dynamics (e.g. :class:`replication.flows.ode.NFECounter`)."""
+
+    count: int
+
+
 class Bijection(nn.Module, ABC):
-    """An invertible map ``y = f(x)`` acting on a batch, with ``log|det df/dx|`` per sample."""
+    """An invertible map ``y = f(x)`` acting on a batch, with ``log|det df/dx|`` per sample.
+
+    A bijection that evaluates dynamics (an ODE block) sets ``counter``; blocks of one flow may
+    share one counter, which :meth:`Flow.evaluations` then reads once.
+    """
+
+    counter: EvaluationCounter | None = None
 
     @abstractmethod
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -163,17 +176,51 @@ class DiagonalNormal(BaseDistribution):
         return self.loc + torch.exp(self.log_scale) * noise
 
 
+class Objective(Protocol):
+    """A training objective: ``(flow, batch) -> (loss, stats)``, as :meth:`Flow.loss` returns."""
+
+    def __call__(self, flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]: ...
+
+
+def maximum_likelihood(flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]:
+    """Maximum likelihood plus the weighted regularisers of the transform (zero but for RNODE),
+
+        loss = -1/B sum_i log p(x_i) + 1/B sum_i (lambda_K K_i + lambda_J J_i),
+
+    with stats ``nll`` (the first term), ``nfe_forward`` (evaluations of the dynamics this call
+    spent, 0 without any) and the mean raw integrals ``kinetic`` and ``jacobian``, as detached
+    tensors (read them after the optimiser step: no device sync here). Another objective's
+    stats need ``nll`` (what the metrics report as the training loss); the loop records 0 for
+    any other key left out.
+    """
+    start = flow.evaluations()
+    log_prob, penalty = flow.log_prob_with_penalty(x)
+    nll = -log_prob.mean()
+    loss = nll + penalty.weighted.mean()
+    stats = {
+        "nll": nll.detach(),
+        "nfe_forward": flow.evaluations() - start,
+        "kinetic": penalty.kinetic.mean().detach(),
+        "jacobian": penalty.jacobian.mean().detach(),
+    }
+    return loss, stats
+
+
 class Flow(nn.Module):
     """A normalizing flow: ``transform`` maps data to latent space, ``base`` is the latent density.
 
     Every method in the suite is an instance of this one class; methods differ only in the
-    bijection and the base density they are built with.
+    bijection and the base density they are built with, and in the ``objective`` they train by
+    (maximum likelihood unless a method passes another, e.g. a regression on its vector field).
     """
 
-    def __init__(self, transform: Bijection, base: BaseDistribution) -> None:
+    def __init__(
+        self, transform: Bijection, base: BaseDistribution, objective: Objective | None = None
+    ) -> None:
         super().__init__()
         self.transform = transform
         self.base = base
+        self.objective = objective or maximum_likelihood
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) per sample, shape ``[batch]``, by the change of variables."""
@@ -184,6 +231,28 @@ class Flow(nn.Module):
         """log p(x) and the transform's regularisation integrals, both per sample."""
         z, logdet, penalty = self.transform.forward_with_penalty(x)
         return self.base.log_prob(z) + logdet, penalty
+
+    def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]:
+        """The training objective on batch ``x`` and the stats the loop records of it (see
+        :func:`maximum_likelihood`, the default, for what they are)."""
+        return self.objective(self, x)
+
+    def _counters(self) -> list[EvaluationCounter]:
+        """The distinct evaluation counters of the flow's bijections (shared ones once)."""
+        found = (
+            m.counter for m in self.modules() if isinstance(m, Bijection) and m.counter is not None
+        )
+        return list({id(counter): counter for counter in found}.values())
+
+    def evaluations(self) -> int:
+        """Evaluations of the flow's dynamics so far (NFE), over all its blocks; 0 for flows
+        that evaluate none. Differences around a call give its NFE: around ``loss.backward()``,
+        the backward (adjoint) NFE, 0 with direct backpropagation."""
+        return sum(counter.count for counter in self._counters())
+
+    def counts_evaluations(self) -> bool:
+        """Whether the flow evaluates dynamics, i.e. whether NFE applies to it."""
+        return bool(self._counters())
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -12,7 +12,7 @@ The three methods are one block with different constructor arguments:
 - ``rnode`` (Finlay et al. 2020): FFJORD plus kinetic-energy and Jacobian-norm penalties.
 
 Evaluations of the dynamics are counted by one :class:`~replication.flows.ode.NFECounter` per
-flow; :func:`function_evaluations` reads it.
+flow, shared by its blocks; :meth:`replication.flows.base.Flow.evaluations` reads it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from replication.typed import ConfigError, NonNegativeFloat, PositiveFloat, Posi
 __all__ = [
     "CNFOptions", "ContinuousFlow", "FFJORDOptions", "Integration", "NFECounter",
     "NFELimitExceeded", "NonFiniteState", "RNODEOptions", "SolverFailure", "SolverOptions",
-    "SolverUnderflow", "function_evaluations", "is_continuous",
+    "SolverUnderflow", "solver_statistics",
 ]  # fmt: skip
 
 
@@ -155,26 +155,6 @@ def solver_statistics(flow: nn.Module) -> dict[str, int]:
     counters = {id(m.counter): m.counter for m in flow.modules() if isinstance(m, ContinuousFlow)}
     keys = ("solves", "initial", "accepted", "rejected")
     return {key: sum(getattr(c, key) for c in counters.values()) for key in keys}
-
-
-def is_continuous(flow: nn.Module) -> bool:
-    """Whether ``flow`` contains any ODE block (whose evaluations are then counted)."""
-    return any(isinstance(module, ContinuousFlow) for module in flow.modules())
-
-
-def function_evaluations(flow: nn.Module) -> int:
-    """Evaluations of the dynamics so far, summed over every continuous block of ``flow``.
-
-    Call before and after the forward pass and after ``backward()``: the differences are the
-    forward and backward NFE of the iteration. The backward NFE counts adjoint solves and is 0
-    with direct backpropagation (autograd replays the recorded graph, not the dynamics).
-    """
-    counters = {
-        id(module.counter): module.counter
-        for module in flow.modules()
-        if isinstance(module, ContinuousFlow)
-    }
-    return sum(counter.count for counter in counters.values())
 
 
 TraceChoice = Literal["exact", "hutchinson"]
@@ -289,7 +269,14 @@ def check_options(options: ContinuousOptions) -> None:
             raise ConfigError(problem)
 
 
-@register("cnf", "vector", CNFOptions)
+# Tiny test models solve at 1e-8, so solver error stays far below the tests' tolerances.
+_TIGHT = {"method": "dopri5", "atol": 1e-8, "rtol": 1e-8}
+_TINY = {"hidden": (8, 8), "train_solver": _TIGHT, "eval_solver": _TIGHT}
+
+
+@register(
+    "cnf", "vector", CNFOptions, tiny={**_TINY, "units": 8, "hidden": (8,)}, check_iterations=200
+)
 def build_cnf(data_shape: DataShape, options: CNFOptions) -> Flow:
     def make_net(dim: int) -> Dynamics:
         return PlanarHyperDynamics(dim, options.units, options.hidden, options.zero_init_last)
@@ -305,7 +292,8 @@ def _concat_squash(options: FFJORDOptions) -> Callable[[int], Dynamics]:
     return make_net
 
 
-@register("rnode", "vector", RNODEOptions)  # the same model; RNODEOptions turn on the penalties
-@register("ffjord", "vector", FFJORDOptions)
+# The same model; RNODEOptions turn on the penalties.
+@register("rnode", "vector", RNODEOptions, tiny=_TINY, check_iterations=200)
+@register("ffjord", "vector", FFJORDOptions, tiny=_TINY, check_iterations=200)
 def build_ffjord(data_shape: DataShape, options: FFJORDOptions) -> Flow:
     return _continuous_flow(data_shape, options, _concat_squash(options))

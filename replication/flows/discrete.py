@@ -80,21 +80,27 @@ def _couplings(
     ]
 
 
-@register("nice", "vector", NiceVectorOptions)
+# The tiny model the unit tests build of each coupling flow.
+TINY = {"couplings": 4, "hidden": (8,)}
+
+
+@register("nice", "vector", NiceVectorOptions, tiny=TINY, check_iterations=400)
 def build_nice(data_shape: DataShape, options: NiceVectorOptions) -> Flow:
     dim = _feature_count(data_shape, options.couplings)
     steps = _couplings(dim, options.couplings, options.hidden, Shift)
     return Flow(Chain(*steps, DiagonalScale((dim,))), base_distribution(options.base, data_shape))
 
 
-@register("realnvp", "vector", RealNVPVectorOptions)
+@register("realnvp", "vector", RealNVPVectorOptions, tiny=TINY, check_iterations=400)
 def build_realnvp(data_shape: DataShape, options: RealNVPVectorOptions) -> Flow:
     dim = _feature_count(data_shape, options.couplings)
     steps = _couplings(dim, options.couplings, options.hidden, SoftClampScaleShift)
     return Flow(Chain(*steps), StandardNormal(data_shape))
 
 
-@register("glow", "vector", GlowVectorOptions)
+@register(
+    "glow", "vector", GlowVectorOptions, tiny={"steps": 3, "hidden": (8,)}, check_iterations=400
+)
 def build_glow(data_shape: DataShape, options: GlowVectorOptions) -> Flow:
     dim = _feature_count(data_shape, options.steps)
     couplings = _couplings(dim, options.steps, options.hidden, SigmoidScaleShift)

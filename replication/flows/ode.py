@@ -107,7 +107,7 @@ class NFECounter:
     """Counts every evaluation of the dynamics, over all blocks of one flow.
 
     The builder creates one counter per flow and hands it to every block; read it with
-    :func:`replication.flows.continuous.function_evaluations`. Differences of the count around
+    :meth:`replication.flows.base.Flow.evaluations`. Differences of the count around
     ``loss.backward()`` give the backward (adjoint) NFE, zero with direct backpropagation.
     """
 

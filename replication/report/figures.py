@@ -23,9 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from replication import atomic
-from replication.report import density
-from replication.report.samples import SAMPLES_FILE
+from replication import atomic, density
+from replication.images import SAMPLES_FILE
 from replication.status import usable
 from replication.typed import ConfigError, read_json
 

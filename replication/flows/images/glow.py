@@ -80,7 +80,7 @@ def _base(prior: str, dim: int) -> BaseDistribution:
     return StandardNormal((dim,)) if prior == "standard" else DiagonalNormal((dim,))
 
 
-@register("glow", "image", GlowImageOptions)
+@register("glow", "image", GlowImageOptions, tiny={"levels": 2, "steps": 2, "width": 4})
 def build_glow_image(data_shape: DataShape, options: GlowImageOptions) -> Flow:
     if min(options.levels, options.steps, options.width) < 1:
         raise ConfigError(f"Glow's levels, steps and width must be positive, got {options}")

@@ -61,7 +61,7 @@ def partition(dim: int, layer: int, kind: str) -> tuple[list[int], list[int]]:
     return (first, second) if layer % 2 == 0 else (second, first)
 
 
-@register("nice", "image", NiceImageOptions)
+@register("nice", "image", NiceImageOptions, tiny={"couplings": 4, "hidden": (8,)})
 def build_nice_image(data_shape: DataShape, options: NiceImageOptions) -> Flow:
     shape = check_image_shape(tuple(data_shape), 0)
     dim = math.prod(shape)

@@ -216,7 +216,13 @@ def odenvp(
     return Flow(transform, StandardNormal((math.prod(data_shape),)))
 
 
-@register("cnf", "image", CNFImageOptions)
+# Tiny test models: two scales, one block, solved at 1e-7 (FFJORD's with the exact trace).
+_TIGHT = {"method": "dopri5", "atol": 1e-7, "rtol": 1e-7}
+_ODE = {"scales": 2, "blocks": 1, "train_solver": _TIGHT, "eval_solver": _TIGHT}
+_TINY = {**_ODE, "divergence": "exact", "eval_divergence": "exact", "hidden": (4, 4)}
+
+
+@register("cnf", "image", CNFImageOptions, tiny={**_ODE, "units": 4, "hidden": (4,)})
 def build_cnf_image(data_shape: DataShape, options: CNFImageOptions) -> Flow:
     def make(shape: ImageShape) -> Dynamics:
         dim = math.prod(shape)
@@ -232,7 +238,8 @@ def _conv_dynamics(options: FFJORDImageOptions) -> Callable[[ImageShape], Dynami
     return make
 
 
-@register("rnode", "image", RNODEImageOptions)  # the same model; RNODE options add penalties
-@register("ffjord", "image", FFJORDImageOptions)
+# The same model; RNODE options add penalties.
+@register("rnode", "image", RNODEImageOptions, tiny=_TINY)
+@register("ffjord", "image", FFJORDImageOptions, tiny=_TINY)
 def build_ffjord_image(data_shape: DataShape, options: FFJORDImageOptions) -> Flow:
     return odenvp(data_shape, options, _conv_dynamics(options))

@@ -81,7 +81,14 @@ def _check(options: RealNVPImageOptions) -> None:
         raise ConfigError(f"RealNVP sizes must be positive, got {options}")
 
 
-@register("realnvp", "image", RealNVPImageOptions)
+# The tiny model the unit tests build.
+TINY = {
+    "scales": 2, "checkerboard": 2, "channel": 2, "final_checkerboard": 2, "features": 4,
+    "blocks": 1,
+}  # fmt: skip
+
+
+@register("realnvp", "image", RealNVPImageOptions, tiny=TINY)
 def build_realnvp_image(data_shape: DataShape, options: RealNVPImageOptions) -> Flow:
     _check(options)
     shape = check_image_shape(tuple(data_shape), options.scales - 1)

@@ -46,12 +46,12 @@ def _entropy(args: argparse.Namespace) -> int:
 
 
 def _density(args: argparse.Namespace) -> int:
-    from replication.report import density
+    from replication import density, evaluate
 
     if (args.run is None) == (args.dataset is None):
         raise ConfigError("give exactly one of --run DIR and --dataset NAME")
     if args.run is not None:
-        out = density.write_run_density(args.run, args.out)
+        out = evaluate.write_run_density(args.run, args.out)
     elif args.out is None:
         raise ConfigError("--dataset needs --out FILE")
     else:
@@ -61,7 +61,7 @@ def _density(args: argparse.Namespace) -> int:
 
 
 def _samples(args: argparse.Namespace) -> int:
-    from replication.report.samples import write_run_samples
+    from replication.evaluate import write_run_samples
 
     print(f"wrote {write_run_samples(args.run, args.out, args.count)}")
     return 0
