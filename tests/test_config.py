@@ -134,8 +134,11 @@ def test_continuous_flows_train_as_their_papers():
             assert evaluation.method == "dopri5" and evaluation.atol <= 1e-5
         for path in Path(f"config/experiments/{folder}").glob(f"*{suffix}.yaml"):
             if path.name.startswith("ffjord-reference") or "paper" in path.name:
+                assert folder == "mnist" or load(path).data.train_draws == "fresh", path
                 continue
             experiment = load(path)
             assert experiment.train.patience is not None, path
             if folder == "toy":
                 assert experiment.data.train_draws == "fresh", path
+    for path in Path("config/experiments/toy/paper").glob("*.yaml"):  # FFJORD's protocol too
+        assert load(path).data.train_draws == "fresh", path
