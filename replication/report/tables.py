@@ -265,7 +265,8 @@ def mnist_table(
         "**Protocol**: dequantization of the test images (uniform noise, draws per image, or "
         "bin centres, which is not a bound on the discrete likelihood), the trace of the "
         "log-density at test (exact, or Hutchinson's estimate with its probe), the number of "
-        "training images (the suite always holds out the last 10,000 for model selection; "
+        "training images (the suite holds out the last `data.mnist.val_size` training images for "
+        "model selection: 10,000 in the paper configs, 500 in the reduced ones; "
         "FFJORD and RNODE trained on all 60,000 and selected on test) and the logit's alpha. "
         '**Verdict** (README, "Verdicts"): only runs '
         "whose resolved config, seed aside, is the method's paper config are judged (else "
