@@ -39,8 +39,8 @@ def summarize(values: list[float]) -> dict | None:
 def convergence(history: History, config: ExperimentConfig) -> dict:
     """Whether training stopped by the convergence rule (train.patience) or at its cap."""
     patience = config.train.patience
-    reason = history.stop_reason or history.status
-    if patience is None and not history.stop_reason.startswith("converged"):
+    reason = history.stop_reason or history.status  # no stop reason: diverged or solver failure
+    if patience is None and history.stop_reason:  # without a patience only the cap stops a run
         reason = f"no patience set: trained to the cap of {config.train.iterations} iterations"
     return {
         "converged": history.stop_reason.startswith("converged"),

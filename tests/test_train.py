@@ -120,6 +120,8 @@ def test_non_finite_loss_stops_cleanly_with_best_weights(tmp_path):
     metrics = train.run(tiny(lr=1e6, grad_clip=None), tmp_path, progress=False)
     assert metrics["status"].startswith("diverged: non-finite loss at iteration")
     assert metrics["test_nll"] is not None and (tmp_path / "model.pt").exists()
+    stop = metrics["convergence"]  # no patience here: the reason is the divergence, not a cap
+    assert not stop["converged"] and stop["reason"].startswith("diverged: non-finite loss")
 
 
 def test_a_solve_failing_while_sampling_blames_sampling(tmp_path, monkeypatch):
