@@ -27,6 +27,7 @@ from replication import atomic, config, optim, precision, provenance
 from replication.datasets import load as load_dataset
 from replication.datasets.splits import derive_seed
 from replication.flows.augmented import DensityField, RegularisedField
+from replication.flows.base import Flow
 from replication.flows.continuous import ContinuousFlow, solver_statistics
 from replication.runs import build_flow
 from replication.train import seed_everything, train_step
@@ -83,7 +84,7 @@ def _measure_block(
     return medians
 
 
-def evaluation_ms(flow: torch.nn.Module, batch: torch.Tensor, repeats: int = 20) -> float | None:
+def evaluation_ms(flow: Flow, batch: torch.Tensor, repeats: int = 20) -> float | None:
     """Median milliseconds of one isolated evaluation of each ODE block's training field (the
     dynamics with its divergence) at the batch, forward and backward, averaged over blocks."""
     blocks = [m for m in flow.modules() if isinstance(m, ContinuousFlow)]
@@ -93,7 +94,8 @@ def evaluation_ms(flow: torch.nn.Module, batch: torch.Tensor, repeats: int = 20)
     for block in blocks:
         regularised = bool(block.kinetic_weight or block.jacobian_weight)
         field, extra = (RegularisedField, 2) if regularised else (DensityField, 0)
-        rhs, state = block.right_hand_side(field, batch.reshape(len(batch), -1), extra)
+        with flow.solving("train"):  # the training field: its divergence estimator
+            rhs, state = block.right_hand_side(field, batch.reshape(len(batch), -1), extra)
         times = []
         for _ in range(repeats):
             started = time.perf_counter()

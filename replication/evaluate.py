@@ -45,7 +45,8 @@ def mean_and_standard_error(values: Tensor) -> tuple[float, float]:
 
 @torch.no_grad()
 def score(flow: Flow, batches: Iterable[Tensor], device: torch.device, draws: int = 1) -> Score:
-    """Evaluate -log p(x) on every batch; the flow should be in eval mode.
+    """Evaluate -log p(x) on every batch, in eval mode, ODE blocks integrating with their
+    evaluation solver (whatever phase the caller is in: a score is always accurate).
 
     With ``draws > 1``, each group of ``draws`` consecutive batches holds the same examples
     (e.g. under independent dequantization noise): their NLLs are averaged per example before
@@ -53,10 +54,11 @@ def score(flow: Flow, batches: Iterable[Tensor], device: torch.device, draws: in
     """
     started = time.perf_counter()
     losses, evaluations = [], []
-    for batch in batches:
-        before = flow.evaluations()
-        losses.append(-flow.log_prob(batch.to(device)).double().cpu())
-        evaluations.append(flow.evaluations() - before)
+    with flow.solving("evaluate"):
+        for batch in batches:
+            before = flow.evaluations()
+            losses.append(-flow.log_prob(batch.to(device)).double().cpu())
+            evaluations.append(flow.evaluations() - before)
     groups = [torch.stack(losses[i : i + draws]).mean(0) for i in range(0, len(losses), draws)]
     nll = torch.cat(groups)
     mean, se = mean_and_standard_error(nll)

@@ -95,9 +95,11 @@ def load_run(
     max_nfe: int | None = None,
 ) -> Run:
     """The run trained into ``folder`` (its ``model.pt``, and ``metrics.json`` if present), on
-    ``device``, in eval mode. ``eval_solver`` replaces the run's evaluation solver and
-    ``max_nfe`` its ceiling on evaluations per solve (methods without an ODE ignore both). Raises :class:`replication.typed.ConfigError` naming the file if
-    the weights are missing or damaged."""
+    ``device``, in eval mode; its ODE blocks integrate with the evaluation solver unless a
+    caller says ``with run.flow.solving("train")``. ``eval_solver`` replaces the run's
+    evaluation solver and ``max_nfe`` its ceiling on evaluations per solve (methods without an
+    ODE ignore both). Raises :class:`replication.typed.ConfigError` naming the file if the
+    weights are missing or damaged."""
     folder = Path(folder)
     resolved, state = _read_weights(folder)
     config = parse_config(resolved)

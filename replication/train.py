@@ -46,14 +46,16 @@ def seed_everything(seed: int) -> None:
 def train_step(
     flow: Flow, optimizer: torch.optim.Optimizer, batch: torch.Tensor, clip: float | None
 ) -> dict:
-    """One optimiser step on ``batch`` minimising the flow's own objective (:meth:`Flow.loss`)."""
+    """One optimiser step on ``batch`` minimising the flow's own objective (:meth:`Flow.loss`),
+    with ODE blocks integrating by their training solver."""
     started = time.perf_counter()
-    loss, stats = flow.loss(batch)
-    after_forward, forward_done = flow.evaluations(), time.perf_counter()
-    if not torch.isfinite(loss):
-        return {"finite": False}
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    with flow.solving("train"):  # the one place the training solver is used
+        loss, stats = flow.loss(batch)
+        after_forward, forward_done = flow.evaluations(), time.perf_counter()
+        if not torch.isfinite(loss):
+            return {"finite": False}
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # inside: an adjoint backward solve integrates as its forward did
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(flow.parameters(), clip)
     optimizer.step()

@@ -173,7 +173,7 @@ def test_hutchinson_flow_is_unbiased_for_exact_logdet_and_jacobian_term(probe):
     sampled = build("rnode", (2,), train_solver=tight, divergence="hutchinson", **options)
     sampled.double().load_state_dict(exact.state_dict())
     points = torch.randn(2, 2, dtype=torch.float64)
-    with torch.no_grad():
+    with torch.no_grad(), exact.solving("train"), sampled.solving("train"):
         _, logdet, penalty = exact.transform.forward_with_penalty(points)
         repeated = points.repeat_interleave(3000, dim=0)
         _, logdets, penalties = sampled.transform.forward_with_penalty(repeated)
@@ -265,7 +265,8 @@ def test_evaluations_counts_blocks_sharing_a_counter_once_each_evaluation():
     flow = build(
         "ffjord", (2,), blocks=2, hidden=(4,), train_solver={"method": "rk4", "step_size": 0.5}
     )
-    flow.log_prob(torch.randn(3, 2))
+    with flow.solving("train"):
+        flow.log_prob(torch.randn(3, 2))
     assert flow.evaluations() == 2 * 8 and flow.counts_evaluations()
 
 
@@ -285,14 +286,15 @@ def test_adjoint_and_direct_backprop_agree(divergence):
     x = torch.randn(8, 2, dtype=torch.float64)
     for flow in (direct, adjoint):
         torch.manual_seed(3)
-        log_prob, penalty = flow.log_prob_with_penalty(x)
-        (penalty.weighted - log_prob).mean().backward()
+        with flow.solving("train"):
+            log_prob, penalty = flow.log_prob_with_penalty(x)
+            (penalty.weighted - log_prob).mean().backward()
     for (name, mine), theirs in zip(direct.named_parameters(), adjoint.parameters(), strict=True):
         assert mine.grad.abs().sum() > 0, name
         torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-6, rtol=1e-5, msg=name)
 
 
-def test_train_and_eval_settings_switch(matrix):
+def test_train_and_eval_settings_switch_by_phase_only(matrix):
     flow = block(
         LinearDynamics(matrix),
         Hutchinson(rademacher_probe),
@@ -302,15 +304,21 @@ def test_train_and_eval_settings_switch(matrix):
     )
     x = torch.randn(5, 3, dtype=torch.float64)
     counts = []
-    for mode in (flow.train, flow.eval):
-        mode()
-        before = flow.counter.count
-        with torch.no_grad():
-            logdets = [flow(x)[1] for _ in range(2)]
-        counts.append((flow.counter.count - before) // 2)
-        same = torch.equal(*logdets)
-        assert same == (not flow.training)  # fresh probes in training, exact trace in eval
-    assert counts == [16, 2]
+    assert flow.phase == "evaluate"  # the accurate solver unless a caller asks otherwise
+    for phase in ("train", "evaluate"):
+        previous = flow.use_phase(phase)
+        for mode in (flow.train, flow.eval):  # torch's mode never picks the solver
+            mode()
+            before = flow.counter.count
+            with torch.no_grad():
+                logdets = [flow(x)[1] for _ in range(2)]
+            counts.append((flow.counter.count - before) // 2)
+            same = torch.equal(*logdets)
+            assert same == (phase == "evaluate")  # fresh probes in training, exact trace else
+        flow.use_phase(previous)
+    assert counts == [16, 16, 2, 2]
+    with pytest.raises(ValueError, match="phase must be one of"):
+        flow.use_phase("test")
 
 
 def test_nfe_ceiling_stops_a_stiff_solve(matrix):
@@ -371,7 +379,8 @@ def test_inverse_of_forward_with_two_blocks():
 @pytest.mark.parametrize("adjoint", [False, True])
 def test_gradient_reaches_the_learned_end_time(adjoint):
     flow = build("ffjord", (2,), hidden=(8,), train_solver={"adjoint": adjoint}).double()
-    (-flow.log_prob(torch.randn(8, 2, dtype=torch.float64)).mean()).backward()
+    with flow.solving("train"):
+        (-flow.log_prob(torch.randn(8, 2, dtype=torch.float64)).mean()).backward()
     assert flow.transform.end_time.log_value.grad.abs() > 0
 
 

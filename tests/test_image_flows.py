@@ -166,8 +166,9 @@ def test_adjoint_training_with_hutchinson_matches_direct_backprop(method, device
             method, perturb=0.1, device=device, divergence="hutchinson", train_solver=solver
         )
         torch.manual_seed(7)
-        log_prob, penalty = flow.log_prob_with_penalty(images(4, device=device))
-        (-log_prob.mean() + penalty.weighted.mean()).backward()
+        with flow.solving("train"):
+            log_prob, penalty = flow.log_prob_with_penalty(images(4, device=device))
+            (-log_prob.mean() + penalty.weighted.mean()).backward()
         gradients.append(torch.cat([p.grad.flatten() for p in flow.parameters()]))
     torch.testing.assert_close(gradients[1], gradients[0], atol=1e-5, rtol=1e-4)
 
@@ -197,8 +198,8 @@ def test_continuous_defaults_follow_the_references():
     assert alphas == {"ffjord": 1e-6, "rnode": 1e-5}
     assert build("realnvp", (1, 28, 28)).transform.steps[0].alpha == 0.05
     first = _blocks(rnode)[0]
-    assert first.phases[True].solver == SolverOptions("rk4", step_size=0.25)
-    assert first.phases[False].solver == SolverOptions("dopri5", atol=1e-5, rtol=1e-5)
+    assert first.phases["train"].solver == SolverOptions("rk4", step_size=0.25)
+    assert first.phases["evaluate"].solver == SolverOptions("dopri5", atol=1e-5, rtol=1e-5)
     # lambda = 0.01 per unit of bits/dim, i.e. 0.01 D ln 2 per nat of the training loss.
     in_nats = 0.01 * 784 * math.log(2)
     assert (first.kinetic_weight, first.jacobian_weight) == (in_nats, in_nats)

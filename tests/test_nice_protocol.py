@@ -155,7 +155,10 @@ def test_nice_protocol_run_is_reproducible_and_resumes(tmp_path, monkeypatch):
         ("train.optimizer=sgd", r"value for train.optimizer.*adam, adamax, rmsprop"),
         ("train.lr_decay_factor=0.5", r"train.lr_decay_factor must be a finite number >= 1"),
         ("train.momentum_ramp=[5, 2]", r"train.momentum_ramp must be \[start, end\]"),
-        ("model.logit_alpha=0.7", r"model.logit_alpha must be a finite number in \(0, 0.5\) or null"),
+        (
+            "model.logit_alpha=0.7",
+            r"model.logit_alpha must be a finite number in \(0, 0.5\) or null",
+        ),
         ("model.init_uniform=-1", r"model.init_uniform must be a positive number or null"),
     ],
 )

@@ -25,7 +25,8 @@ def ffjord(train_solver: dict) -> torch.nn.Module:
 def test_every_evaluation_is_accounted_for():
     flow = ffjord(ADAPTIVE)
     x = torch.randn(64, 2) * 2
-    flow.log_prob(x)
+    with flow.solving("train"):
+        flow.log_prob(x)
     stats = solver_statistics(flow)
     steps = stats["accepted"] + stats["rejected"]
     assert stats["solves"] == 1 and stats["initial"] == 2  # f(t0) and the step-size estimate
@@ -36,12 +37,12 @@ def test_warm_start_reuses_the_largest_accepted_step_in_training_only():
     flow = ffjord({**ADAPTIVE, "warm_start": True})
     block = next(m for m in flow.modules() if hasattr(m, "first_step"))
     x = torch.randn(64, 2) * 2
-    flow.log_prob(x)
-    first = float(block.first_step)
-    assert 0 < first <= 1 and solver_statistics(flow)["initial"] == 2
-    flow.log_prob(x)
-    assert solver_statistics(flow)["initial"] == 3  # the second solve skipped the estimate
-    flow.eval()
+    with flow.solving("train"):
+        flow.log_prob(x)
+        first = float(block.first_step)
+        assert 0 < first <= 1 and solver_statistics(flow)["initial"] == 2
+        flow.log_prob(x)
+        assert solver_statistics(flow)["initial"] == 3  # the second solve skipped the estimate
     remembered = float(block.first_step)
     with torch.no_grad():
         flow.log_prob(x)
@@ -61,7 +62,9 @@ def test_land_on_end_never_steps_past_the_end(monkeypatch):
         monkeypatch.setattr(AugmentedField, "callback_accept_step", spy)
         monkeypatch.setattr(AugmentedField, "callback_reject_step", spy)
         torch.manual_seed(0)
-        ffjord({**ADAPTIVE, "land_on_end": land}).log_prob(torch.randn(64, 2) * 2)
+        flow = ffjord({**ADAPTIVE, "land_on_end": land})
+        with flow.solving("train"):
+            flow.log_prob(torch.randn(64, 2) * 2)
         assert ends and (max(ends) > 1 + 1e-6) == overshoots
 
 
@@ -72,8 +75,9 @@ def test_lean_control_solves_to_the_same_density():
     lean.load_state_dict(plain.state_dict(), strict=False)
     x = torch.randn(32, 2, dtype=torch.float64) * 2
     plain, lean = plain.double(), lean.double()
-    for _ in range(2):  # the second solve is warm-started
-        torch.testing.assert_close(lean.log_prob(x), plain.log_prob(x), atol=1e-5, rtol=1e-5)
+    with plain.solving("train"), lean.solving("train"):
+        for _ in range(2):  # the second solve is warm-started
+            torch.testing.assert_close(lean.log_prob(x), plain.log_prob(x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import NamedTuple, Protocol
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +44,11 @@ class Penalty(NamedTuple):
 
     def __add__(self, other: Penalty) -> Penalty:  # type: ignore[override]
         return Penalty(*(mine + theirs for mine, theirs in zip(self, other, strict=True)))
+
+
+# Which solver an ODE bijection integrates with: its training solver (cheap, looser) or its
+# evaluation solver (accurate, as the papers evaluated). Chosen explicitly, never by .train().
+Phase = Literal["train", "evaluate"]
 
 
 class EvaluationCounter(Protocol):
@@ -71,6 +78,11 @@ class Bijection(nn.Module, ABC):
         """Like :meth:`forward`, also returning the regularisation integrals of the map."""
         y, logdet = self(x)
         return y, logdet, Penalty.zeros_like(x)
+
+    def use_phase(self, phase: Phase) -> Phase:
+        """Integrate with the ``phase`` solver from now on; returns the phase it replaces. A
+        bijection without a solver has nothing to switch."""
+        return phase
 
 
 class Chain(Bijection):
@@ -236,6 +248,23 @@ class Flow(nn.Module):
         """The training objective on batch ``x`` and the stats the loop records of it (see
         :func:`maximum_likelihood`, the default, for what they are)."""
         return self.objective(self, x)
+
+    @contextmanager
+    def solving(self, phase: Phase) -> Iterator[Flow]:
+        """Within the block, the flow's ODE bijections integrate with their ``phase`` solver.
+
+        Outside any such block they use their evaluation solver (the accurate one), so a loaded
+        run, a check or a test score is accurate unless a caller says otherwise; the training
+        step is the one place that says ``solving("train")``. ``.train()``/``.eval()`` keep
+        torch's meaning (data-dependent initialisation) and never change a solver.
+        """
+        bijections = [m for m in self.modules() if isinstance(m, Bijection)]
+        previous = [bijection.use_phase(phase) for bijection in bijections]
+        try:
+            yield self
+        finally:
+            for bijection, earlier in zip(bijections, previous, strict=True):
+                bijection.use_phase(earlier)
 
     def _counters(self) -> list[EvaluationCounter]:
         """The distinct evaluation counters of the flow's bijections (shared ones once)."""

@@ -35,7 +35,7 @@ from replication.flows.augmented import (
     RegularisedField,
     TraceEstimator,
 )
-from replication.flows.base import Bijection, Chain, Flow, Penalty, StandardNormal
+from replication.flows.base import Bijection, Chain, Flow, Penalty, Phase, StandardNormal
 from replication.flows.dynamics import ACTIVATIONS, ConcatSquashMLP, Dynamics, PlanarHyperDynamics
 from replication.flows.ode import (
     NFECounter,
@@ -69,8 +69,8 @@ class ContinuousFlow(Bijection):
     """One CNF block: ``x = z(0) -> z(T)`` with ``log|det dz(T)/dx| = int_0^T tr(df/dz) dt``.
 
     Integrates over s in [0, 1] with the field ``T f(T s, z)`` (see :mod:`.augmented`), so a
-    learned T never moves the solver grid. ``train`` applies in ``.train()`` mode and
-    ``evaluate`` in ``.eval()`` mode. With ``kinetic_weight`` or ``jacobian_weight`` positive,
+    learned T never moves the solver grid. ``evaluate`` applies unless the flow is inside
+    :meth:`~replication.flows.base.Flow.solving` ``("train")``, as the training step is. With ``kinetic_weight`` or ``jacobian_weight`` positive,
     :meth:`forward_with_penalty` integrates RNODE's two penalties alongside (Finlay et al. 2020)
     and weights them,
 
@@ -94,7 +94,8 @@ class ContinuousFlow(Bijection):
         super().__init__()
         self.dynamics = dynamics
         self.end_time = end_time
-        self.phases = {True: train, False: evaluate}
+        self.phases: dict[Phase, Integration] = {"train": train, "evaluate": evaluate}
+        self.phase: Phase = "evaluate"
         self.counter = counter
         self.kinetic_weight = kinetic_weight
         self.jacobian_weight = jacobian_weight
@@ -103,6 +104,12 @@ class ContinuousFlow(Bijection):
             # The first step the last training solve accepted (NaN: none yet). A buffer, so
             # checkpoints carry it and a resumed run solves exactly as an uninterrupted one.
             self.register_buffer("first_step", torch.tensor(math.nan))
+
+    def use_phase(self, phase: Phase) -> Phase:
+        if phase not in self.phases:
+            raise ValueError(f"phase must be one of {sorted(self.phases)}, got {phase!r}")
+        previous, self.phase = self.phase, phase
+        return previous
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         state = self._solve(DensityField, x, extra=0, times=(0.0, 1.0))
@@ -125,9 +132,10 @@ class ContinuousFlow(Bijection):
     def right_hand_side(
         self, field: type[AugmentedField], x: Tensor, extra: int = 0
     ) -> tuple[AugmentedField, Tensor]:
-        """The field one solve from ``x`` integrates (for the current mode's divergence), and
-        its initial packed state ``[x | 0 ...]``; the benchmark times it on its own."""
-        phase = self.phases[self.training]
+        """The field one solve from ``x`` integrates, and
+        its initial packed state ``[x | 0 ...]`` (for the current phase's divergence); the
+        benchmark times it on its own."""
+        phase = self.phases[self.phase]
         meter = SolveMeter(self.counter, self.max_nfe)
         rhs = field(self.dynamics, self.end_time, phase.divergence.start(x), meter)
         return rhs, torch.cat([x, x.new_zeros(x.shape[0], 1 + extra)], dim=1)
@@ -136,10 +144,10 @@ class ContinuousFlow(Bijection):
         self, field: type[AugmentedField], x: Tensor, extra: int, times: tuple[float, float]
     ) -> Tensor:
         """Solve the augmented ODE from ``[x | 0 ...]`` over ``times``; the packed end state."""
-        phase = self.phases[self.training]
+        phase = self.phases[self.phase]
         rhs, state = self.right_hand_side(field, x, extra)
         meter = rhs.meter
-        warm = self.training and phase.solver.warm_start and times[0] < times[1]
+        warm = self.phase == "train" and phase.solver.warm_start and times[0] < times[1]
         remembered = float(self.first_step) if warm else math.nan  # NaN: estimate it
         first_step = None if math.isnan(remembered) else remembered
         end = integrate(rhs, state, x.new_tensor(times), phase.solver, first_step)
