@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 END_WINDOW = 100
 
 
+def objective_name(flow: Flow) -> str:
+    """What the run's training loss (``val_curve[].train_loss``) measures, e.g. "maximum
+    likelihood" (then it is the batch NLL in nats)."""
+    objective = flow.objective
+    return str(getattr(objective, "name", getattr(objective, "__name__", repr(objective))))
+
+
 def summarize(values: list[float]) -> dict | None:
     """Mean over training and over its last END_WINDOW iterations, and the standard deviation
     over training (adaptive solvers vary their NFE); None without values."""
@@ -105,6 +112,7 @@ def assemble(
         "dataset": config.data.name,
         "seed": config.seed,
         **test_fields(test, dims, len(data.shape) == 3),
+        "objective": objective_name(flow),
         "iterations": history.iteration,
         "convergence": convergence(history, config),
         "best_iteration": history.best_iteration,

@@ -29,7 +29,7 @@ class Progress:
     def step(self, step: dict) -> None:
         """Advance by one iteration, showing its loss and NFE."""
         if self.interactive:
-            fields = {"nll": f"{step['nll']:.3f}"}
+            fields = {"loss": f"{step['loss']:.3f}"}
             if step["nfe_forward"]:
                 fields["nfe"] = f"{step['nfe_forward']}/{step['nfe_backward']}"
             self.bar.set_postfix(fields, refresh=False)

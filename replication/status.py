@@ -9,7 +9,7 @@
   checks are not applicable.
 
 A divergence is read from the recorded validation curve: after the best validation, the
-training or validation NLL was not finite or was worse than the untrained model's validation
+validation NLL (or, for maximum-likelihood runs, the training NLL) was not finite or was worse than the untrained model's validation
 NLL (iteration 0). Ordinary overfitting never gets there; a blow-up does. So the status of
 runs recorded before this rule existed (``metrics.json`` saying ``ok``) is derived the same
 way when they are summarised.
@@ -22,6 +22,9 @@ from collections.abc import Mapping, Sequence
 
 OK = "ok"
 RECOVERED = "recovered"
+# metrics.json "objective" of runs trained by maximum likelihood (the default; files written
+# before the field existed are such runs): their training loss is an NLL.
+MAXIMUM_LIKELIHOOD = "maximum likelihood"
 
 
 def usable(status: str) -> bool:
@@ -29,16 +32,22 @@ def usable(status: str) -> bool:
     return status == OK or status.startswith(f"{RECOVERED}:")
 
 
-def divergence(val_curve: Sequence[Mapping], best_iteration: int) -> str | None:
-    """How training diverged after ``best_iteration`` (its worst value), or None if it did not."""
+def divergence(
+    val_curve: Sequence[Mapping], best_iteration: int, objective: str = MAXIMUM_LIKELIHOOD
+) -> str | None:
+    """How training diverged after ``best_iteration`` (its worst value), or None if it did not.
+    The training loss is compared with NLLs only when it is one (``objective``)."""
     if not val_curve:
         return None
     untrained = val_curve[0]["val_nll"]
+    keys = [("val_nll", "validation NLL")]
+    if objective == MAXIMUM_LIKELIHOOD:  # "train_nll": files written before "train_loss"
+        keys += [("train_loss", "training NLL"), ("train_nll", "training NLL")]
     bad = [
         (not math.isfinite(value), value, name, point["iteration"])
         for point in val_curve
         if point["iteration"] > best_iteration
-        for key, name in (("train_nll", "training"), ("val_nll", "validation"))
+        for key, name in keys
         if (value := point.get(key)) is not None
         and not (math.isfinite(value) and value <= untrained)
     ]
@@ -46,7 +55,7 @@ def divergence(val_curve: Sequence[Mapping], best_iteration: int) -> str | None:
         return None
     _, value, name, iteration = max(bad, key=lambda found: (found[0], found[1]))
     return (
-        f"{name} NLL reached {value:.5g} at iteration {iteration}, worse than the untrained "
+        f"{name} reached {value:.5g} at iteration {iteration}, worse than the untrained "
         f"model's validation NLL {untrained:.5g}"
     )
 
@@ -57,7 +66,8 @@ def derive(metrics: Mapping) -> str:
     status = metrics["status"]
     if status != OK:
         return status
-    found = divergence(metrics.get("val_curve") or [], metrics.get("best_iteration", 0))
+    objective = metrics.get("objective", MAXIMUM_LIKELIHOOD)
+    found = divergence(metrics.get("val_curve") or [], metrics.get("best_iteration", 0), objective)
     if found is None:
         return status
     best = metrics.get("best_iteration", 0)

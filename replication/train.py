@@ -73,7 +73,7 @@ def train_step(
 
 def record_step(history: History, step: dict, seconds: float) -> None:
     history.iteration_seconds.append(seconds)
-    history.losses.append(step["nll"])
+    history.losses.append(step["loss"])
     history.nfe_forward.append(step["nfe_forward"])
     history.nfe_backward.append(step["nfe_backward"])
     history.kinetic.append(step["kinetic"])
@@ -96,7 +96,7 @@ def validate(
             "val_nll": result.nll,
             "val_nll_se": result.nll_se,
             "val_nfe": result.nfe_per_batch,  # the evaluation solver's NFE: test NFE over training
-            "train_nll": _mean(history.losses[since]),
+            "train_loss": _mean(history.losses[since]),  # the objective's (metrics "objective")
             "nfe_forward": _mean(history.nfe_forward[since]) if history.counts_nfe else None,
             "nfe_backward": _mean(history.nfe_backward[since]) if history.counts_nfe else None,
         }

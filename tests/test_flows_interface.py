@@ -59,7 +59,7 @@ def test_loss_is_the_nll_plus_weighted_penalties_and_counts_its_evaluations(meth
     spent = flow.evaluations() - before
     log_prob, penalty = flow.log_prob_with_penalty(x)
     assert torch.allclose(loss, -log_prob.mean() + penalty.weighted.mean())
-    assert torch.allclose(stats["nll"], -log_prob.mean()) and not stats["nll"].requires_grad
+    assert torch.allclose(stats["loss"], -log_prob.mean()) and not stats["loss"].requires_grad
     assert stats["nfe_forward"] == spent and (spent > 0) == flow.counts_evaluations()
     assert torch.allclose(stats["kinetic"], penalty.kinetic.mean())
     assert torch.allclose(stats["jacobian"], penalty.jacobian.mean())

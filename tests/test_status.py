@@ -103,3 +103,22 @@ def test_checks_run_command_of_a_failed_run_writes_its_records(tmp_path):
     code = main(["checks", "run", "--run", str(run), "--entropy", str(entropy), "--out", str(out)])
     assert code == 0
     assert [r["passed"] for r in json.loads(out.read_text())] == [None, None, None]
+
+
+def test_a_training_loss_that_is_no_nll_is_never_compared_with_one():
+    """Flow matching's training loss is a regression error, not an NLL: only its validation NLL
+    can show a divergence."""
+    points = [
+        {"iteration": 0, "val_nll": 3.0, "train_loss": None},
+        {"iteration": 100, "val_nll": 2.0, "train_loss": 8.0},  # a large regression loss
+        {"iteration": 200, "val_nll": 2.1, "train_loss": 9.0},
+    ]
+    metrics = {"status": "ok", "val_curve": points, "best_iteration": 100}
+    assert status.derive({**metrics, "objective": "conditional flow matching"}) == "ok"
+    assert status.derive(metrics).startswith("recovered:")  # as a likelihood, 9 > 3 diverged
+
+
+def test_the_default_objective_is_what_status_calls_maximum_likelihood():
+    from replication.flows.base import maximum_likelihood
+
+    assert maximum_likelihood.name == status.MAXIMUM_LIKELIHOOD

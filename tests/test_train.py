@@ -177,13 +177,13 @@ def test_the_loop_minimises_the_objective_a_flow_is_given():
     def shrink(flow: Flow, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         z, _ = flow.transform(x)
         loss = z.square().mean()
-        return loss, {"nll": loss.detach()}
+        return loss, {"loss": loss.detach()}
 
     flow = Flow(transform, StandardNormal((2,)), objective=shrink)
     optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
     x = torch.randn(64, 2)
     steps = [train.train_step(flow, optimizer, x, clip=None) for _ in range(20)]
-    assert steps[-1]["nll"] < steps[0]["nll"]
+    assert steps[-1]["loss"] < steps[0]["loss"]
     assert {key: steps[0][key] for key in ("nfe_forward", "nfe_backward", "kinetic", "jacobian")} == {
         "nfe_forward": 0, "nfe_backward": 0, "kinetic": 0.0, "jacobian": 0.0,
     }  # fmt: skip

@@ -189,33 +189,43 @@ class DiagonalNormal(BaseDistribution):
 
 
 class Objective(Protocol):
-    """A training objective: ``(flow, batch) -> (loss, stats)``, as :meth:`Flow.loss` returns."""
+    """A training objective: ``(flow, batch) -> (loss, stats)``, as :meth:`Flow.loss` returns,
+    and its ``name``, which the metrics record (it says what the training loss measures)."""
+
+    name: str
 
     def __call__(self, flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]: ...
 
 
-def maximum_likelihood(flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]:
+class MaximumLikelihood:
     """Maximum likelihood plus the weighted regularisers of the transform (zero but for RNODE),
 
         loss = -1/B sum_i log p(x_i) + 1/B sum_i (lambda_K K_i + lambda_J J_i),
 
-    with stats ``nll`` (the first term), ``nfe_forward`` (evaluations of the dynamics this call
-    spent, 0 without any) and the mean raw integrals ``kinetic`` and ``jacobian``, as detached
-    tensors (read them after the optimiser step: no device sync here). Another objective's
-    stats need ``nll`` (what the metrics report as the training loss); the loop records 0 for
-    any other key left out.
+    with stats ``loss`` (the first term, the batch NLL: what the metrics report as the training
+    loss), ``nfe_forward`` (evaluations of the dynamics this call spent, 0 without any) and the
+    mean raw integrals ``kinetic`` and ``jacobian``, as detached tensors (read them after the
+    optimiser step: no device sync here). Another objective's stats need ``loss``; the loop
+    records 0 for any other key left out.
     """
-    start = flow.evaluations()
-    log_prob, penalty = flow.log_prob_with_penalty(x)
-    nll = -log_prob.mean()
-    loss = nll + penalty.weighted.mean()
-    stats = {
-        "nll": nll.detach(),
-        "nfe_forward": flow.evaluations() - start,
-        "kinetic": penalty.kinetic.mean().detach(),
-        "jacobian": penalty.jacobian.mean().detach(),
-    }
-    return loss, stats
+
+    name = "maximum likelihood"
+
+    def __call__(self, flow: Flow, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]:
+        start = flow.evaluations()
+        log_prob, penalty = flow.log_prob_with_penalty(x)
+        nll = -log_prob.mean()
+        loss = nll + penalty.weighted.mean()
+        stats = {
+            "loss": nll.detach(),
+            "nfe_forward": flow.evaluations() - start,
+            "kinetic": penalty.kinetic.mean().detach(),
+            "jacobian": penalty.jacobian.mean().detach(),
+        }
+        return loss, stats
+
+
+maximum_likelihood = MaximumLikelihood()
 
 
 class Flow(nn.Module):
@@ -246,7 +256,7 @@ class Flow(nn.Module):
 
     def loss(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor | int]]:
         """The training objective on batch ``x`` and the stats the loop records of it (see
-        :func:`maximum_likelihood`, the default, for what they are)."""
+        :class:`MaximumLikelihood`, the default, for what they are)."""
         return self.objective(self, x)
 
     @contextmanager
