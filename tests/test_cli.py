@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from replication.__main__ import main
+from replication.flows import methods
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,10 +36,13 @@ def test_help_explains_every_command():
     assert "metrics.json" in cli("train", "--help").stdout
 
 
+KNOWN_METHODS = ", ".join(sorted(methods()))
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "overrides", "message"),
     [
-        ("model: {method: maf}", [], "unknown method 'maf'; valid choices: cnf, ffjord, glow"),
+        ("model: {method: maf}", [], f"unknown method 'maf'; valid choices: {KNOWN_METHODS}"),
         ("model: {method: nice}", ["data.name=spirals"], "unknown dataset 'spirals'"),
         ("model: {method: nice}", ["train.lr=abc"], "train.lr: expected float, got str 'abc'"),
         ("model: {method: nice, widht: 3}", [], "unknown key 'model.widht'"),

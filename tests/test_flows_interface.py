@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from replication.flows import build, build_from_options, methods, options, recipe
+from replication.flows.base import maximum_likelihood
 from replication.typed import ConfigError
 
 pytestmark = pytest.mark.device
@@ -52,11 +53,17 @@ def test_gradients_reach_every_parameter(method, device):
 
 
 def test_loss_is_the_nll_plus_weighted_penalties_and_counts_its_evaluations(method, device):
+    """For maximum-likelihood methods; another objective (flow matching) reports its own value
+    as ``loss`` and the evaluations it spent (none: it never solves its ODE in training)."""
     flow = make(method, device, perturb=0.05)
     x = torch.randn(16, 2, dtype=torch.float64, device=device)
     before = flow.evaluations()
     loss, stats = flow.loss(x)
     spent = flow.evaluations() - before
+    if flow.objective is not maximum_likelihood:
+        assert torch.equal(stats["loss"], loss.detach()) and loss.requires_grad
+        assert stats["nfe_forward"] == spent == 0
+        return
     log_prob, penalty = flow.log_prob_with_penalty(x)
     assert torch.allclose(loss, -log_prob.mean() + penalty.weighted.mean())
     assert torch.allclose(stats["loss"], -log_prob.mean()) and not stats["loss"].requires_grad

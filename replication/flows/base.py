@@ -243,6 +243,11 @@ class Flow(nn.Module):
         self.transform = transform
         self.base = base
         self.objective = objective or maximum_likelihood
+        # Walked once: every training step asks for them (a walk of the module tree cost a
+        # tenth of a small RealNVP's step). A flow's structure is fixed once it is built.
+        self._bijections = [m for m in transform.modules() if isinstance(m, Bijection)]
+        counters = (b.counter for b in self._bijections if b.counter is not None)
+        self._counter_list = list({id(counter): counter for counter in counters}.values())
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) per sample, shape ``[batch]``, by the change of variables."""
@@ -268,20 +273,16 @@ class Flow(nn.Module):
         step is the one place that says ``solving("train")``. ``.train()``/``.eval()`` keep
         torch's meaning (data-dependent initialisation) and never change a solver.
         """
-        bijections = [m for m in self.modules() if isinstance(m, Bijection)]
-        previous = [bijection.use_phase(phase) for bijection in bijections]
+        previous = [bijection.use_phase(phase) for bijection in self._bijections]
         try:
             yield self
         finally:
-            for bijection, earlier in zip(bijections, previous, strict=True):
+            for bijection, earlier in zip(self._bijections, previous, strict=True):
                 bijection.use_phase(earlier)
 
     def _counters(self) -> list[EvaluationCounter]:
         """The distinct evaluation counters of the flow's bijections (shared ones once)."""
-        found = (
-            m.counter for m in self.modules() if isinstance(m, Bijection) and m.counter is not None
-        )
-        return list({id(counter): counter for counter in found}.values())
+        return self._counter_list
 
     def evaluations(self) -> int:
         """Evaluations of the flow's dynamics so far (NFE), over all its blocks; 0 for flows
