@@ -10,9 +10,9 @@ The tests, over the finished runs (``ok`` or ``recovered``) of each method:
 - *Two means differ* when |m_a - m_b| > 2 SE with SE = sqrt(s_a^2 / n_a + s_b^2 / n_b), the
   standard error of the difference of the means over seeds (Welch's, without its t quantile:
   with 2 to 5 seeds, 2 SE is a plain, stated threshold, not a calibrated 95% test).
-  Where each method has a single seed on a dataset (MNIST), the RNODE claim's NLL part uses
-  SE = sqrt(se_a^2 + se_b^2) from the two runs' own test standard errors instead: that covers
-  the noise of the finite test sample only, not the variation from seed to seed.
+  Where each method has a single seed on a dataset (MNIST), the RNODE and flow-matching claims'
+  NLL parts use SE = sqrt(se_a^2 + se_b^2) from the two runs' own test standard errors instead:
+  that covers the noise of the finite test sample only, not the variation from seed to seed.
 - *Ratios* are of the methods' means over seeds per dataset; a family's ratio is the geometric
   mean over its datasets, and a ratio part holds when the ratio is below 1 on every dataset.
 - *A quantity grows* by the sign test: of the n runs where it changed, k grew; under "no
@@ -38,6 +38,10 @@ HOLDS, FAILS, UNTESTABLE = "holds", "does not hold", "not testable at this budge
 SIGNIFICANCE = 0.05
 _FINLAY = "Finlay et al. 2020 (RNODE), MNIST: 2.8x less training time than FFJORD"
 _GRATHWOHL = "Grathwohl et al. 2019 (FFJORD), figure 2"
+_LIPMAN = (
+    "Lipman et al. 2023 (Flow Matching), Sec. 1: simulation-free CNF training, where "
+    "maximum-likelihood training (FFJORD) needs costly ODE solves"
+)
 
 
 @dataclass(frozen=True)
@@ -250,10 +254,94 @@ def nfe_growth_claim(frame: pd.DataFrame) -> Claim:
     return Claim(claim, source, numbers, test, HOLDS if p < SIGNIFICANCE else FAILS)
 
 
+def _not_worse(
+    fm: pd.DataFrame, base: pd.DataFrame, column: str
+) -> tuple[list[str], int, int, bool]:
+    """Per dataset of ``base``, fm's mean ``column`` against ``base``'s: the shown parts, the
+    datasets where fm is not worse (mean fm - mean base <= 2 SE), the datasets compared, and
+    whether every comparison had an SE (over seeds, or one seed each: the runs' test SEs)."""
+    parts, not_worse, judged = [], 0, True
+    datasets = list(dict.fromkeys(base["dataset"]))
+    for dataset in datasets:
+        a, b = fm[fm["dataset"] == dataset], base[base["dataset"] == dataset]
+        diff, se = difference(a[column], b[column])
+        kind = ""
+        if math.isnan(se):  # one seed each: the runs' own test standard errors, if recorded
+            single = single_run_difference(a, b, column)
+            if not math.isnan(single[1]):
+                (diff, se), kind = single, ", one seed: test-sample SE"
+        judged &= not math.isnan(se)
+        not_worse += bool(diff <= 2 * se)
+        shown = "–" if math.isnan(se) else f"{2 * se:.3f}"
+        parts.append(
+            f"{dataset} {a[column].mean():.3f} vs {b[column].mean():.3f} "
+            f"({diff:+.3f}, 2 SE {shown}{kind})"
+        )
+    return parts, not_worse, len(datasets), judged
+
+
+def fm_claim(frame: pd.DataFrame, family: str) -> Claim:
+    """Claim d: flow matching reaches maximum-likelihood training's NLL (FFJORD's and RNODE's)
+    at a fraction of its training time."""
+    column = _nll_column(family)
+    runs = {m: _finished(frame, family, m) for m in ("fm", "ffjord", "rnode")}
+    names = {"ffjord": "FFJORD", "rnode": "RNODE"}
+    test = (
+        f"NLL: for each of FFJORD and RNODE and on every dataset, mean fm - mean baseline "
+        f"{column} <= 2 SE (fm not significantly worse); with one seed per method on a dataset, "
+        "SE = sqrt(se_a² + se_b²) from the two runs' own test standard errors, which covers "
+        "test-sample noise only, not seed-to-seed variation. Time: training seconds, ratio "
+        "fm/baseline of the means < 1 on every dataset against both. Test NFE (dopri5, "
+        "tolerance 1e-5) ratios are shown and do not enter the verdict. Holds only if the NLL "
+        "and time parts both hold."
+    )
+    claim = "Flow matching reaches maximum-likelihood training's NLL at a fraction of its " \
+        f"training time ({family})"  # fmt: skip
+    why = _missing(runs, (column, "train_seconds"))
+    if why is None and len({frozenset(ran["dataset"]) for ran in runs.values()}) > 1:
+        why = "fm, FFJORD and RNODE ran on different datasets"
+    if why is not None:
+        return Claim(claim, _LIPMAN, "–", test, f"{UNTESTABLE}: {why}")
+    fm = runs["fm"]
+    nll, counts, seconds, nfe, judged, seconds_ok = [], [], [], [], True, True
+    unrecorded = next((m for m, ran in runs.items() if ran["test_nfe"].isna().any()), None)
+    for base in ("ffjord", "rnode"):
+        parts, not_worse, total, complete = _not_worse(fm, runs[base], column)
+        judged &= complete
+        counts.append((not_worse, total))
+        nll.append(f"vs {names[base]}: {'; '.join(parts)}")
+        ratio, largest = _ratio(fm, runs[base], "train_seconds")
+        seconds_ok &= largest < 1
+        seconds.append(f"fm/{names[base]} {ratio:.3f} (largest {largest:.3f})")
+        if unrecorded is None:
+            ratio, largest = _ratio(fm, runs[base], "test_nfe")
+            nfe.append(f"fm/{names[base]} {ratio:.3f} (largest {largest:.3f})")
+    shown_nfe = (
+        f"test NFE ratio {', '.join(nfe)}"
+        if unrecorded is None
+        else f"test NFE: {unrecorded}: test_nfe not recorded"
+    )
+    (ffjord_ok, total), (rnode_ok, _) = counts
+    numbers = (
+        f"{column}, fm vs baseline (difference, 2 SE): {'. '.join(nll)}. fm not worse than "
+        f"FFJORD on {ffjord_ok}/{total}, than RNODE on {rnode_ok}/{total} datasets. Training "
+        f"seconds ratio {', '.join(seconds)}; {shown_nfe}. fm {_capped(fm)}; FFJORD "
+        f"{_capped(runs['ffjord'])}; RNODE {_capped(runs['rnode'])}."
+    )
+    if not judged:  # the numbers stand; the NLL part cannot be judged
+        few = _few_seeds(runs)
+        few = f"{few} (or both runs' {column}_se)" if few else "unequal seeds on a dataset"
+        return Claim(claim, _LIPMAN, numbers, test, f"{UNTESTABLE}: {few}")
+    holds = ffjord_ok == total and rnode_ok == total and seconds_ok
+    return Claim(claim, _LIPMAN, numbers, test, HOLDS if holds else FAILS)
+
+
 def claims(frame: pd.DataFrame) -> list[Claim]:
     """Every claim, tested on ``frame`` (a summary)."""
-    rows = [rnode_claim(frame, family) for family in dict.fromkeys(frame["family"])]
-    return [*rows, ffjord_claim(frame), nfe_growth_claim(frame)]
+    families = list(dict.fromkeys(frame["family"]))
+    rows = [rnode_claim(frame, family) for family in families]
+    matching = [fm_claim(frame, family) for family in families]
+    return [*rows, ffjord_claim(frame), nfe_growth_claim(frame), *matching]
 
 
 def claims_table(frame: pd.DataFrame) -> str:
@@ -265,8 +353,8 @@ def claims_table(frame: pd.DataFrame) -> str:
         "(toy: test NLL in nats; MNIST: test bits/dim). SE is the standard error of a "
         "difference of means over seeds, sqrt(s_a²/n_a + s_b²/n_b); ratios are geometric "
         "means over datasets of the ratio of the methods' means. Where each method has a "
-        "single seed (MNIST), the RNODE claim compares the two runs with their own test "
-        "standard errors instead, sqrt(se_a² + se_b²): test-sample noise only, not "
+        "single seed (MNIST), the RNODE and flow-matching claims compare two runs with their "
+        "own test standard errors instead, sqrt(se_a² + se_b²): test-sample noise only, not "
         "seed-to-seed variation. A claim is *not testable at this budget* when a method was "
         "not run, a field was not recorded, or a comparison has fewer than two seeds and no "
         "test standard errors.\n\n"
