@@ -31,8 +31,7 @@ PAPER_BUDGET = "results/timing/paper_budget.json"
 # for the default target, since a benchmark wants an idle machine; benchmarks.md shows it when
 # the file exists.
 TOY_BENCH = "results/timing/toy/bench.json"
-TOY_BENCH_CONFIGS = [f"config/experiments/toy/{method}.yaml"
-                     for method in ("nice", "realnvp", "glow", "cnf", "ffjord", "rnode")]  # fmt: skip
+TOY_BENCH_CONFIGS = [entry["config"] for entry in FAMILIES["toy"]["methods"]]  # the profile's
 # benchmarks.md reads it as a param with a contents digest, not as an input: as an input, a
 # touched toy config would make the default target re-run the benchmark.
 TOY_BENCH_FOUND = [TOY_BENCH] if Path(TOY_BENCH).is_file() else []

@@ -178,7 +178,7 @@ _TIGHT = {"method": "dopri5", "atol": 1e-8, "rtol": 1e-8}
 
 
 @register("fm", "vector", FMOptions, tiny={"hidden": (8, 8), "eval_solver": _TIGHT},
-          check_iterations=1000)  # fmt: skip
+          check_iterations=3000)  # fmt: skip
 def build_fm(data_shape: DataShape, options: FMOptions) -> Flow:
     (dim,) = data_shape
     field = TimedConcatSquashMLP(dim, options.hidden, ACTIVATIONS[options.activation])
