@@ -111,6 +111,18 @@ def single_run_difference(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tupl
     return value_a - value_b, math.hypot(se_a, se_b)
 
 
+def dataset_difference(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[float, float, str]:
+    """Mean ``a`` - mean ``b`` of ``column`` on one dataset and its SE over seeds, or, with one
+    seed each, from the two runs' own test standard errors (if recorded; the returned note
+    says so); SE NaN when neither applies."""
+    diff, se = difference(a[column], b[column])
+    if math.isnan(se):
+        single = single_run_difference(a, b, column)
+        if not math.isnan(single[1]):
+            return *single, ", one seed: test-sample SE"
+    return diff, se, ""
+
+
 def _why_untestable(runs: dict[str, pd.DataFrame], columns: tuple[str, ...]) -> str | None:
     return _missing(runs, columns) or _few_seeds(runs)
 
@@ -151,12 +163,7 @@ def rnode_claim(frame: pd.DataFrame, family: str) -> Claim:
     parts, nll_ok, judged = [], True, True
     for dataset in dict.fromkeys(ffjord["dataset"]):
         a, b = rnode[rnode["dataset"] == dataset], ffjord[ffjord["dataset"] == dataset]
-        diff, se = difference(a[column], b[column])
-        kind = ""
-        if math.isnan(se):  # one seed each: the runs' own test standard errors, if recorded
-            single = single_run_difference(a, b, column)
-            if not math.isnan(single[1]):
-                (diff, se), kind = single, ", one seed: test-sample SE"
+        diff, se, kind = dataset_difference(a, b, column)
         judged &= not math.isnan(se)
         nll_ok &= diff <= 2 * se
         shown = "–" if math.isnan(se) else f"{2 * se:.3f}"
@@ -264,12 +271,7 @@ def _not_worse(
     datasets = list(dict.fromkeys(base["dataset"]))
     for dataset in datasets:
         a, b = fm[fm["dataset"] == dataset], base[base["dataset"] == dataset]
-        diff, se = difference(a[column], b[column])
-        kind = ""
-        if math.isnan(se):  # one seed each: the runs' own test standard errors, if recorded
-            single = single_run_difference(a, b, column)
-            if not math.isnan(single[1]):
-                (diff, se), kind = single, ", one seed: test-sample SE"
+        diff, se, kind = dataset_difference(a, b, column)
         judged &= not math.isnan(se)
         not_worse += bool(diff <= 2 * se)
         shown = "–" if math.isnan(se) else f"{2 * se:.3f}"
