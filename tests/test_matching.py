@@ -7,14 +7,11 @@ gradients, save and load) are tested for ``fm`` with every other registered meth
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from replication.checks import matching
 from replication.flows import build
 from replication.flows.continuous import ContinuousFlow
-from replication.flows.dynamics import Dynamics
-from replication.flows.matching import ConditionalFlowMatching
 
 
 def _block(flow) -> ContinuousFlow:
@@ -51,54 +48,22 @@ def test_training_never_solves_and_the_loss_is_the_regression_error():
     assert flow.objective.name == "conditional flow matching (OT path)"
 
 
-def test_the_true_marginal_field_of_gaussian_data_has_zero_expected_gradient():
-    """For data N(0, c^2 I) the marginal field of the path is linear, f(s, z) = k(s) z with
-    k(s) = (s - (1 - s) c^2) / ((1 - s)^2 c^2 + s^2): the regression's minimiser. So a field
-    a(s) z has zero expected loss gradient at a = k, and a clearly non-zero one elsewhere."""
-    c = 0.5
-    torch.manual_seed(1)
-    x = c * torch.randn(200_000, 1, dtype=torch.float64)
-
-    class Scaled(torch.nn.Module):
-        def __init__(self, offset: float) -> None:
-            super().__init__()
-            self.offset = torch.nn.Parameter(torch.tensor(offset, dtype=torch.float64))
-
-        def at_times(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-            k = (t - (1 - t) * c**2) / ((1 - t) ** 2 * c**2 + t**2)
-            return (k + self.offset).unsqueeze(1) * z
-
-    gradients = []
-    for offset in (0.0, 0.3):
-        block = _block(build("fm", (1,), hidden=(2,)).double())
-        block.dynamics = Scaled(offset)  # the objective reads the block's field
-        flow = build("fm", (1,), hidden=(2,)).double()
-        flow.transform = block
-        loss, _ = ConditionalFlowMatching()(flow, x)
-        (gradient,) = torch.autograd.grad(loss, [block.dynamics.offset])
-        gradients.append(gradient.item())
-    assert abs(gradients[0]) < 0.01 and abs(gradients[1]) > 0.1, gradients
+def test_the_closed_form_checks_of_flow_matching_pass():
+    """Gaussian data: the objective's gradient vanishes at the path's marginal field (and is
+    0.6 (c^2 + 1) / 3 beside it), and that field's ODE gives the data's exact log-density
+    (replication/checks/matching.py, also in the report's analytic checks)."""
+    checks = matching.flow_matching()
+    assert [check.name.split("/")[1] for check in checks] == [
+        "gradient_at_marginal_field", "gradient_beside_it", "exact_likelihood",
+    ]  # fmt: skip
+    assert all(check.passed for check in checks), checks
 
 
-def test_exact_likelihood_of_the_flow_matched_gaussian_field():
-    """Integrating that marginal field maps N(0, c^2) data to N(0, 1) exactly, so the flow's
-    log-likelihood is the data's: log N(x; 0, c^2), computed through the ODE block."""
-    c = 0.5
-
-    class Marginal(Dynamics):
-        def rate(self, t: torch.Tensor) -> torch.Tensor:
-            return (t - (1 - t) * c**2) / ((1 - t) ** 2 * c**2 + t**2)
-
-        def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-            return self.rate(t) * z
-
-        def forward_with_tangents(self, t: torch.Tensor, z: torch.Tensor):
-            eye = torch.eye(self.dim, dtype=z.dtype).unsqueeze(1).expand(-1, z.shape[0], -1)
-            return self(t, z), self.rate(t) * eye
-
-    flow = build("fm", (1,), hidden=(2,), eval_solver={"atol": 1e-9, "rtol": 1e-9}).double()
-    flow.transform.dynamics = Marginal(1)
-    x = c * torch.randn(50, 1, dtype=torch.float64)
-    expected = -0.5 * (x.squeeze(1) / c) ** 2 - math.log(c) - 0.5 * math.log(2 * math.pi)
+def test_a_wrong_field_fails_the_likelihood_check():
+    """The check can fail: the field moved off the marginal one no longer carries the data
+    onto the base, and the log-density is off by far more than the tolerance."""
+    flow = matching._flow_with(matching.MarginalField(2, offset=0.1), {"atol": 1e-9, "rtol": 1e-9})
+    x = 0.5 * torch.randn(8, 2, dtype=torch.float64)
+    exact = torch.distributions.Normal(0.0, 0.5).log_prob(x).sum(1)
     with torch.no_grad():
-        torch.testing.assert_close(flow.log_prob(x), expected, atol=1e-6, rtol=1e-6)
+        assert (flow.log_prob(x) - exact).abs().max() > 1e-3

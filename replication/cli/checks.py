@@ -37,11 +37,12 @@ def _write(out: str, checks: list[Check]) -> int:
 
 
 def _closed_form(args: argparse.Namespace) -> int:
-    from replication.checks import bits, maps, ode
+    from replication.checks import bits, maps, matching, ode
 
     _single_thread()
 
     checks = maps.change_of_variables() + ode.linear_ode() + ode.hutchinson_unbiased()
+    checks += matching.flow_matching()
     return _write(args.out, checks + bits.bits_per_dim_checks())
 
 
@@ -129,7 +130,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "closed-form",
         _closed_form,
         "change of variables per flow family, linear ODE and RNODE "
-        "integrals, Hutchinson's bias, bits/dim identities",
+        "integrals, Hutchinson's bias, flow matching's minimiser and likelihood on Gaussian "
+        "data, bits/dim identities",
     ).add_argument("--out", required=True)
     gaussian = add(
         "gaussian",
