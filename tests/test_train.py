@@ -111,6 +111,17 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert without_timings(resumed) == without_timings(reference)
 
 
+@pytest.mark.slow
+def test_flow_matching_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """fm draws its path times and noise from torch's global generator, which checkpoints
+    carry: an interrupted run ends with the same numbers."""
+    reference = train.run(tiny("fm"), tmp_path / "reference", progress=False)
+    interrupt_after_second_checkpoint(tiny("fm"), tmp_path / "resumed", monkeypatch)
+    resumed = train.run(tiny("fm"), tmp_path / "resumed", progress=False)
+    assert reference["objective"] == "conditional flow matching (OT path)"
+    assert without_timings(resumed) == without_timings(reference)
+
+
 def test_checkpoint_of_another_config_is_ignored(tmp_path):
     save_torch(tmp_path / "checkpoint.pt", {"digest": "something else"})
     assert train.run(tiny(), tmp_path, progress=False)["iterations"] == 200
