@@ -123,6 +123,13 @@ def dataset_difference(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[f
     return diff, se, ""
 
 
+def _unjudged(runs: dict[str, pd.DataFrame], column: str) -> str:
+    """The verdict of a claim whose NLL part had no standard error on some dataset."""
+    few = _few_seeds(runs)
+    few = f"{few} (or both runs' {column}_se)" if few else "unequal seeds on a dataset"
+    return f"{UNTESTABLE}: {few}"
+
+
 def _why_untestable(runs: dict[str, pd.DataFrame], columns: tuple[str, ...]) -> str | None:
     return _missing(runs, columns) or _few_seeds(runs)
 
@@ -176,9 +183,7 @@ def rnode_claim(frame: pd.DataFrame, family: str) -> Claim:
         f"{seconds_max:.3f}). RNODE {_capped(rnode)}; FFJORD {_capped(ffjord)}."
     )
     if not judged:  # the numbers stand; the NLL part cannot be judged
-        few = _few_seeds(runs)
-        few = f"{few} (or both runs' {column}_se)" if few else "unequal seeds on a dataset"
-        return Claim(claim, _FINLAY, numbers, test, f"{UNTESTABLE}: {few}")
+        return Claim(claim, _FINLAY, numbers, test, _unjudged(runs, column))
     holds = nll_ok and nfe_max < 1 and seconds_max < 1
     return Claim(claim, _FINLAY, numbers, test, HOLDS if holds else FAILS)
 
@@ -331,9 +336,7 @@ def fm_claim(frame: pd.DataFrame, family: str) -> Claim:
         f"{_capped(runs['ffjord'])}; RNODE {_capped(runs['rnode'])}."
     )
     if not judged:  # the numbers stand; the NLL part cannot be judged
-        few = _few_seeds(runs)
-        few = f"{few} (or both runs' {column}_se)" if few else "unequal seeds on a dataset"
-        return Claim(claim, _LIPMAN, numbers, test, f"{UNTESTABLE}: {few}")
+        return Claim(claim, _LIPMAN, numbers, test, _unjudged(runs, column))
     holds = ffjord_ok == total and rnode_ok == total and seconds_ok
     return Claim(claim, _LIPMAN, numbers, test, HOLDS if holds else FAILS)
 
