@@ -8,7 +8,10 @@ One row per method, over the profile's finished toy runs (the summary, :mod:`.su
   averaged over seeds (as in ``toy.md``);
 - time to target on 8gaussians and rings: the training seconds at the first validation whose
   NLL is <= H + 0.03 nats (H the density's entropy; summary ``seconds_to_target``), the mean
-  over the seeds that reached it, with k/n seeds reached.
+  over the seeds that reached it, with k/n seeds reached;
+- overhead per run: the median over runs of what a run's job spent besides training
+  iterations, validation and test scoring (summary ``overhead_seconds``: start-up, loading and
+  saving, the figure grid and the per-run checks).
 
 With the toy benchmark file (``python -m replication bench`` on the six toy configs, one thread;
 rule ``bench_toy``), each method's isolated cost of one evaluation of its ODE field and its
@@ -78,6 +81,8 @@ def _row(method: str, runs: pd.DataFrame, bench: Mapping) -> dict:
     }
     for dataset in TARGET_DATASETS:
         row[f"time to target, {dataset} (s)"] = time_to_target(ok[ok["dataset"] == dataset])
+    overhead = ok["overhead_seconds"].dropna().astype(float) if "overhead_seconds" in ok else []
+    row["overhead s/run"] = _number(pd.Series(overhead).median() if len(overhead) else None, 1)
     row["bench ms/iter"] = _number((bench.get("iteration_ms") or {}).get("median"), 1)
     row["eval ms (fwd+bwd)"] = _number(bench.get("evaluation_ms"), 3)
     row["overhead ratio"] = _number(bench.get("overhead_ratio"), 2)
@@ -135,7 +140,10 @@ def benchmarks_table(
         f"(validation excluded) until the validation NLL first reached H + {TARGET_MARGIN} "
         "nats, H the density's entropy (toy.md), checked at each validation of the "
         "validation split; the mean over the seeds that reached it, [k/n reached] of the "
-        "finished seeds.\n\n"
+        "finished seeds. **Overhead s/run**: median over runs of the run's job wall-clock "
+        "(Snakemake's benchmark.tsv) minus its training-iteration, validation and test-scoring "
+        "seconds: start-up and imports, loading and saving, the figure grid and the per-run "
+        "checks (jobs share the machine's cores, as in the pipeline).\n\n"
         f"{_provenance(bench, bench_path)}\n\n{table}\n"
     )
 

@@ -12,6 +12,10 @@ the last one, ``converged``, ``stop_reason``, ``patience``, ``iteration_cap`` an
 ``target_nll`` is the time-to-target threshold of a toy run, the density's entropy H plus
 :data:`TARGET_MARGIN` nats on the validation split, and ``seconds_to_target`` the training
 seconds at the first validation whose NLL reached it (empty if none did, or without an entropy).
+``overhead_seconds`` is what the run's job spent besides training iterations, validation and
+test scoring (start-up, imports, loading and saving, a toy run's figure grid and checks): the
+job's wall-clock from Snakemake's ``benchmark.tsv`` beside the metrics file, minus those
+seconds (empty without that file, or when a resumed job's file covers only its last attempt).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ COLUMNS: tuple[str, ...] = (
     "protocol_digest", "protocol",
     "converged", "stop_reason", "patience", "iteration_cap", "stopped_at",
     "nfe_forward_sd", "nfe_backward_sd", "train_nfe", "val_nfe_first", "val_nfe_last",
-    "target_nll", "seconds_to_target",
+    "target_nll", "seconds_to_target", "overhead_seconds",
 )  # fmt: skip
 
 # Columns added with the convergence rule (issue 13): a summary written before them is still
@@ -93,6 +97,24 @@ def seconds_to_target(metrics: Mapping, target: float | None) -> float | None:
         if point.get("val_nll") is not None and point["val_nll"] <= target:
             return float(elapsed)
     return None
+
+
+# Snakemake's benchmark of the job that wrote a run (rules/train.smk), beside its metrics file.
+JOB_BENCHMARK = "benchmark.tsv"
+
+
+def overhead_seconds(metrics: Mapping, metrics_path: Path) -> float | None:
+    """The job's wall-clock minus its training-iteration, validation and test-scoring seconds;
+    None without the job's benchmark file or when that is shorter than those seconds (a
+    resumed job: Snakemake times only the attempt that finished)."""
+    benchmark = metrics_path.parent / JOB_BENCHMARK
+    timing = metrics.get("timing") or {}
+    parts = [timing.get(key) for key in ("train_seconds", "validation_seconds", "eval_seconds")]
+    if not benchmark.is_file() or parts[0] is None:
+        return None
+    wall = float(pd.read_csv(benchmark, sep="\t")["s"].iloc[0])
+    overhead = wall - sum(part or 0.0 for part in parts)
+    return overhead if overhead >= 0 else None
 
 
 def _dims(metrics: Mapping) -> int | None:
@@ -155,8 +177,9 @@ def _protocol(metrics: Mapping) -> str | None:
 def run_row(
     metrics: Mapping, path: str, profile: str, budget: str, target: float | None = None
 ) -> dict:
-    """The summary row of one run, from its parsed ``metrics.json`` found at ``path``, with
-    ``target`` its time-to-target validation NLL (None: not measured)."""
+    """The summary row of one run, from its parsed ``metrics.json`` found at ``path`` (its job's
+    ``benchmark.tsv`` beside it, when there is one), with ``target`` its time-to-target
+    validation NLL (None: not measured)."""
     timing = metrics.get("timing") or {}
     provenance = metrics.get("provenance") or {}
     dataset = metrics["dataset"]
@@ -200,6 +223,7 @@ def run_row(
         "val_nfe_last": val_nfe_last,
         "target_nll": target,
         "seconds_to_target": seconds_to_target(metrics, target),
+        "overhead_seconds": overhead_seconds(metrics, Path(path)),
     }
 
 
