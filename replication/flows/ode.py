@@ -11,15 +11,13 @@ al. 2020 do).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
-from torchdiffeq import odeint, odeint_adjoint
-from torchdiffeq._impl.odeint import SOLVERS
-from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from replication.typed import Bounds, ConfigError, PositiveFloat, choice_error
 
@@ -30,13 +28,31 @@ StepSize = Annotated[float, Bounds(low=0, high=1, low_open=True)]
 # fixed-grid solvers have no such steps and would warn about them on every run.
 warnings.filterwarnings("ignore", message=r"Solver '\w+' does not support callbacks")
 
-# torchdiffeq's own solver table, less the SciPy wrapper: it detaches the state (no gradients).
-SOLVER_NAMES: tuple[str, ...] = tuple(name for name in SOLVERS if name != "scipy_solver")
+
+@functools.cache
+def _solvers() -> dict[str, bool]:
+    """torchdiffeq's own solver table, less the SciPy wrapper (it detaches the state: no
+    gradients), as ``{name: steps on a fixed grid}``. Imported on first use: torchdiffeq
+    imports SciPy's integrate (0.4 s of a job's start-up), which a run without an ODE never
+    needs."""
+    from torchdiffeq._impl.odeint import SOLVERS
+    from torchdiffeq._impl.solvers import FixedGridODESolver
+
+    return {
+        name: issubclass(solver, FixedGridODESolver)
+        for name, solver in SOLVERS.items()
+        if name != "scipy_solver"
+    }
+
+
+def solver_names() -> tuple[str, ...]:
+    """The ``method`` names a :class:`SolverOptions` accepts."""
+    return tuple(_solvers())
 
 
 def is_fixed_grid(method: str) -> bool:
     """Whether torchdiffeq's ``method`` steps on a fixed grid (needs a step size)."""
-    return issubclass(SOLVERS[method], FixedGridODESolver)
+    return _solvers()[method]
 
 
 @dataclass(frozen=True)
@@ -67,14 +83,14 @@ class SolverOptions:
     land_on_end: bool = False
 
     def __post_init__(self) -> None:
-        if self.method not in SOLVER_NAMES:
-            raise choice_error("ODE solver", self.method, SOLVER_NAMES)
+        if self.method not in solver_names():
+            raise choice_error("ODE solver", self.method, solver_names())
         if is_fixed_grid(self.method) and self.step_size is None:
             raise ConfigError(f"fixed-grid solver {self.method!r} needs a step_size in (0, 1]")
         if not is_fixed_grid(self.method) and self.step_size is not None:
             raise ConfigError(
                 f"adaptive solver {self.method!r} takes atol/rtol, not step_size "
-                f"(fixed-grid solvers: {', '.join(n for n in SOLVER_NAMES if is_fixed_grid(n))})"
+                f"(fixed-grid solvers: {', '.join(n for n in solver_names() if is_fixed_grid(n))})"
             )
         if is_fixed_grid(self.method) and not self.is_ffjords_controller():
             raise ConfigError(
@@ -221,6 +237,8 @@ def integrate(
             options["step_t"] = times
         # The adjoint solve keeps torchdiffeq's defaults: its own norm and step estimate.
         adjoint = {"adjoint_options": {}} if solver.adjoint else {}
+    from torchdiffeq import odeint, odeint_adjoint  # imported once, on the first solve
+
     solve = odeint_adjoint if solver.adjoint else odeint
     try:
         path = solve(
