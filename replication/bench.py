@@ -9,6 +9,11 @@ iteration over all NFE (forward plus adjoint backward).
 
 This is a benchmark, not a test: it asserts nothing. Machines are shared and noisy, so compare
 configs measured side by side in one run, by their medians.
+
+With ``compile``, each config is timed twice in turn: as training runs it (eager), then with its
+training objective compiled by ``torch.compile`` (forward, and backward through AOTAutograd),
+whose cost of compiling falls in the warm-up and is reported as the warm-up's seconds. Training
+never compiles (README, "Speed benchmark"): this measures what it would gain.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class BenchSettings:
     iterations: int = 20
     repeats: int = 5
     warmup: int = 5
+    compile: bool = False  # also time each config with torch.compile, right after eager
 
     def __post_init__(self) -> None:
         bounds = {"iterations": 1, "repeats": 1, "warmup": 0}
@@ -49,6 +55,9 @@ class BenchSettings:
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"bench batch size must be >= 1 (or 0 for each config's own), "
                               f"got {self.batch_size}")  # fmt: skip
+        if self.compile and self.warmup < 1:
+            raise ConfigError("bench --compile needs --warmup >= 1: compiling happens in the "
+                              "first iteration, which must not be timed")  # fmt: skip
 
 
 def _spread(values: list[float]) -> dict:
@@ -109,10 +118,15 @@ def evaluation_ms(flow: Flow, batch: torch.Tensor, repeats: int = 20) -> float |
 
 
 def bench_one(
-    path: Path, settings: BenchSettings, overrides: tuple[str, ...] = (), device: str = "cpu"
+    path: Path,
+    settings: BenchSettings,
+    overrides: tuple[str, ...] = (),
+    device: str = "cpu",
+    compiled: bool = False,
 ) -> dict:
     """Benchmark the config at ``path`` on ``device`` (the CPU unless gpu-check asks for a
-    GPU); returns medians and spreads in milliseconds."""
+    GPU), its training objective compiled by ``torch.compile`` if ``compiled``; returns
+    medians and spreads in milliseconds."""
     load_start = os.getloadavg()
     extra = [f"train.batch_size={settings.batch_size}"] if settings.batch_size else []
     # The data only feeds minibatches here: a small training split is drawn quickly.
@@ -126,10 +140,14 @@ def bench_one(
     data = load_dataset(experiment.data, experiment.seed)
     flow = build_flow(experiment).to(target).train()
     optimizer = optim.make_optimizer(flow.parameters(), experiment.train, target)
+    if compiled:
+        flow.objective = torch.compile(flow.objective)
     generator = torch.Generator().manual_seed(derive_seed(experiment.seed, "batches"))
     measure = functools.partial(_measure_block, flow, optimizer, data, experiment, generator)
+    warmup_started = time.perf_counter()
     if settings.warmup:
         measure(settings.warmup, target)
+    warmup_seconds = time.perf_counter() - warmup_started
     blocks = [measure(settings.iterations, target) for _ in range(settings.repeats)]
     batch = data.train_batch(experiment.train.batch_size, generator).to(target)
     cost = evaluation_ms(flow, batch)
@@ -143,6 +161,9 @@ def bench_one(
         # a reader can tell whether a measurement still belongs to the current file.
         "resolved": config.load(path, overrides).to_dict(),
         "method": experiment.model.method,
+        "compiled": compiled,
+        # With torch.compile, the warm-up pays the compilation (a cold or a cached start).
+        "warmup_seconds": warmup_seconds,
         "batch_size": experiment.train.batch_size,
         "params": sum(p.numel() for p in flow.parameters()),
         "iteration_ms": ms["wall"],
@@ -186,7 +207,8 @@ def markdown(results: list[dict], settings: BenchSettings) -> str:
     """The benchmark as a Markdown table with a caption."""
     rows = [
         [
-            Path(r["config"]).stem, r["method"], r["batch_size"], r["params"],
+            Path(r["config"]).stem + (" (compiled)" if r.get("compiled") else ""), r["method"],
+            r["batch_size"], r["params"],
             _with_spread(r["iteration_ms"]),
             f"{r['cpu_ms']['median']:.2f}", f"{r['forward_ms']:.2f}", f"{r['backward_ms']:.2f}",
             f"{r['nfe_forward']:g}", f"{r['nfe_backward']:g}",
@@ -235,8 +257,11 @@ def run(
     """Benchmark every config in turn; write ``bench.json`` and ``bench.md`` to ``out_dir``."""
     results, load_before = [], os.getloadavg()
     for path in paths:
-        results.append(bench_one(path, settings, overrides))
-        print(f"{path}: {results[-1]['iteration_ms']['median']:.2f} ms/iter", flush=True)
+        for compiled in (False, True) if settings.compile else (False,):
+            results.append(bench_one(path, settings, overrides, compiled=compiled))
+            label = " (compiled)" if compiled else ""
+            print(f"{path}{label}: {results[-1]['iteration_ms']['median']:.2f} ms/iter, warm-up "
+                  f"{results[-1]['warmup_seconds']:.1f} s", flush=True)  # fmt: skip
     record = {
         "settings": vars(settings),
         "results": results,

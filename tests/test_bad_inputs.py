@@ -121,7 +121,7 @@ OVERRIDES = [
         ("model.train_solver.step_size=0.2", "model.train_solver: adaptive solver 'dopri5'"),
         ("model.train_solver.method=rk4", "model.train_solver: fixed-grid solver 'rk4'"),
         ("train.patience=0", "train.patience"),
-        ("train.patience=10", "train.patience must be at least train.eval_every = 50"),
+        ("train.patience=10", "train.patience must be at least train.eval_every = 100"),
         ("data.train_draws=sometimes", "data.train_draws"),
         ("model.eval_solver={method: rk4, step_size: 0}", "model.eval_solver.step_size"),
         ("model.eval_solver={method: rk4, step_size: 2}", "model.eval_solver.step_size"),

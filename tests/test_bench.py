@@ -48,6 +48,17 @@ def test_no_warmup_is_allowed_and_bad_settings_are_config_errors(tmp_path):
     assert result["iteration_ms"]["median"] > 0
     for bad, message in (({"repeats": 0}, "repeats must be >= 1"),
                          ({"warmup": -1}, "warmup must be >= 0"),
-                         ({"batch_size": -5}, "batch size must be >= 1")):  # fmt: skip
+                         ({"batch_size": -5}, "batch size must be >= 1"),
+                         ({"compile": True, "warmup": 0}, "--compile needs --warmup >= 1")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             bench.BenchSettings(**bad)
+
+
+@pytest.mark.slow  # torch.compile's cold start: tens of seconds
+def test_bench_compile_times_the_compiled_objective_right_after_the_eager_one(tmp_path):
+    settings = bench.BenchSettings(batch_size=64, iterations=2, repeats=1, warmup=1, compile=True)
+    small = ("model.couplings=2", "model.hidden=[8]")
+    eager, compiled = bench.run([CONFIGS / "realnvp.yaml"], settings, tmp_path, small)
+    assert (eager["compiled"], compiled["compiled"]) == (False, True)
+    assert compiled["iteration_ms"]["median"] > 0 and compiled["warmup_seconds"] > 0
+    assert "| realnvp (compiled)" in (tmp_path / "bench.md").read_text()

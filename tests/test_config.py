@@ -129,8 +129,7 @@ def test_continuous_flows_train_as_their_papers():
             if method == "rnode":
                 assert (solver.method, solver.step_size) == ("rk4", 0.25)
             else:
-                # loosened for training at most to 3e-3 (README, "Training tolerance")
-                assert solver.method == "dopri5" and solver.atol <= 3e-3
+                assert solver.method == "dopri5" and solver.atol <= 1e-3
             evaluation = experiment.model.options.eval_solver
             assert evaluation.method == "dopri5" and evaluation.atol <= 1e-5
         for path in Path(f"config/experiments/{folder}").glob(f"*{suffix}.yaml"):

@@ -57,6 +57,7 @@ def _bench(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         repeats=args.repeats,
         warmup=args.warmup,
+        compile=args.compile,
     )
     bench.run(paths, settings, Path(args.out), tuple(args.set))
     print(f"wrote {Path(args.out) / 'bench.md'} and bench.json")
@@ -150,6 +151,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--iterations", type=at_least(1), default=20, help="iterations per block")
     bench.add_argument("--repeats", type=at_least(1), default=5, help="number of timed blocks")
     bench.add_argument("--warmup", type=at_least(0), default=5, help="untimed iterations first")
+    bench.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time each config with its training objective compiled by torch.compile "
+        "(measured right after the eager one; the warm-up pays the compilation)",
+    )
     bench.add_argument("--out", default="results/bench", help="output directory")
     bench.add_argument(
         "--set",

@@ -56,7 +56,11 @@ def read_bench(path: str | Path | None) -> dict | None:
 
 def _bench_result(record: Mapping | None, method: str) -> Mapping:
     """The benchmark of ``method``'s own config (``<method>.yaml``), else its first one."""
-    results = [r for r in (record or {}).get("results", []) if r.get("method") == method]
+    results = [
+        r
+        for r in (record or {}).get("results", [])
+        if r.get("method") == method and not r.get("compiled")  # training runs eager
+    ]
     own = [r for r in results if Path(str(r.get("config"))).stem == method]
     return (own or results or [{}])[0]
 
