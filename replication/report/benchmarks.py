@@ -85,8 +85,7 @@ def _row(method: str, runs: pd.DataFrame, bench: Mapping) -> dict:
     }
     for dataset in TARGET_DATASETS:
         row[f"time to target, {dataset} (s)"] = time_to_target(ok[ok["dataset"] == dataset])
-    overhead = ok["overhead_seconds"].dropna().astype(float) if "overhead_seconds" in ok else []
-    row["overhead s/run"] = _number(pd.Series(overhead).median() if len(overhead) else None, 1)
+    row["overhead s/run"] = _number(ok["overhead_seconds"].astype(float).median(), 1)
     row["bench ms/iter"] = _number((bench.get("iteration_ms") or {}).get("median"), 1)
     row["eval ms (fwd+bwd)"] = _number(bench.get("evaluation_ms"), 3)
     row["overhead ratio"] = _number(bench.get("overhead_ratio"), 2)
