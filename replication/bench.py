@@ -13,7 +13,9 @@ configs measured side by side in one run, by their medians.
 With ``compile``, each config is timed twice in turn: as training runs it (eager), then with its
 training objective compiled by ``torch.compile`` (forward, and backward through AOTAutograd),
 whose cost of compiling falls in the warm-up and is reported as the warm-up's seconds. Training
-never compiles (README, "Speed benchmark"): this measures what it would gain.
+never compiles (README, "Speed benchmark"): this measures what it would gain. With ``versus``
+(KEY=VALUE), each config is likewise timed again with that override right after its own
+measurement, e.g. the lean training solver against torchdiffeq's.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class BenchSettings:
     repeats: int = 5
     warmup: int = 5
     compile: bool = False  # also time each config with torch.compile, right after eager
+    # Also time each config with this KEY=VALUE override, right after its own measurement
+    # (e.g. model.train_solver.implementation=torchdiffeq): two settings side by side.
+    versus: str | None = None
 
     def __post_init__(self) -> None:
         bounds = {"iterations": 1, "repeats": 1, "warmup": 0}
@@ -55,6 +60,8 @@ class BenchSettings:
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"bench batch size must be >= 1 (or 0 for each config's own), "
                               f"got {self.batch_size}")  # fmt: skip
+        if self.versus is not None and "=" not in self.versus:
+            raise ConfigError(f"bench versus must be KEY=VALUE, got {self.versus!r}")
         if self.compile and self.warmup < 1:
             raise ConfigError("bench --compile needs --warmup >= 1: compiling happens in the "
                               "first iteration, which must not be timed")  # fmt: skip
@@ -123,10 +130,13 @@ def bench_one(
     overrides: tuple[str, ...] = (),
     device: str = "cpu",
     compiled: bool = False,
+    variant: str | None = None,
 ) -> dict:
     """Benchmark the config at ``path`` on ``device`` (the CPU unless gpu-check asks for a
-    GPU), its training objective compiled by ``torch.compile`` if ``compiled``; returns
-    medians and spreads in milliseconds."""
+    GPU), its training objective compiled by ``torch.compile`` if ``compiled``, with the
+    override ``variant`` (KEY=VALUE) after ``overrides`` if given; returns medians and spreads
+    in milliseconds."""
+    overrides = (*overrides, variant) if variant else overrides
     load_start = os.getloadavg()
     extra = [f"train.batch_size={settings.batch_size}"] if settings.batch_size else []
     # The data only feeds minibatches here: a small training split is drawn quickly.
@@ -162,6 +172,7 @@ def bench_one(
         "resolved": config.load(path, overrides).to_dict(),
         "method": experiment.model.method,
         "compiled": compiled,
+        "variant": variant,  # the extra override of a side-by-side measurement, if any
         # With torch.compile, the warm-up pays the compilation (a cold or a cached start).
         "warmup_seconds": warmup_seconds,
         "batch_size": experiment.train.batch_size,
@@ -203,11 +214,18 @@ def _with_spread(values: dict) -> str:
     return f"{values['median']:.2f} ({values['min']:.2f}-{values['max']:.2f})"
 
 
+def _label(result: dict) -> str:
+    """How a side-by-side measurement is told apart from the config's own."""
+    if result.get("compiled"):
+        return " (compiled)"
+    return f" ({result['variant']})" if result.get("variant") else ""
+
+
 def markdown(results: list[dict], settings: BenchSettings) -> str:
     """The benchmark as a Markdown table with a caption."""
     rows = [
         [
-            Path(r["config"]).stem + (" (compiled)" if r.get("compiled") else ""), r["method"],
+            Path(r["config"]).stem + _label(r), r["method"],
             r["batch_size"], r["params"],
             _with_spread(r["iteration_ms"]),
             f"{r['cpu_ms']['median']:.2f}", f"{r['forward_ms']:.2f}", f"{r['backward_ms']:.2f}",
@@ -256,12 +274,16 @@ def run(
 ) -> list[dict]:
     """Benchmark every config in turn; write ``bench.json`` and ``bench.md`` to ``out_dir``."""
     results, load_before = [], os.getloadavg()
+    variants = [{}]
+    if settings.compile:
+        variants.append({"compiled": True})
+    if settings.versus:
+        variants.append({"variant": settings.versus})
     for path in paths:
-        for compiled in (False, True) if settings.compile else (False,):
-            results.append(bench_one(path, settings, overrides, compiled=compiled))
-            label = " (compiled)" if compiled else ""
-            print(f"{path}{label}: {results[-1]['iteration_ms']['median']:.2f} ms/iter, warm-up "
-                  f"{results[-1]['warmup_seconds']:.1f} s", flush=True)  # fmt: skip
+        for variant in variants:
+            results.append(bench_one(path, settings, overrides, **variant))
+            print(f"{path}{_label(results[-1])}: {results[-1]['iteration_ms']['median']:.2f} "
+                  f"ms/iter, warm-up {results[-1]['warmup_seconds']:.1f} s", flush=True)  # fmt: skip
     record = {
         "settings": vars(settings),
         "results": results,

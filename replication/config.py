@@ -175,7 +175,12 @@ LATER_DEFAULTS: dict[tuple[str, ...], Any] = {
     **{
         ("model", phase, key): value
         for phase in ("train_solver", "eval_solver")
-        for key, value in (("norm", "max"), ("warm_start", False), ("land_on_end", False))
+        for key, value in (
+            ("norm", "max"),
+            ("warm_start", False),
+            ("land_on_end", False),
+            ("implementation", "torchdiffeq"),
+        )
     },
 }
 # Settings that change where and how fast a run goes, not what it computes.

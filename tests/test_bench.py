@@ -49,7 +49,8 @@ def test_no_warmup_is_allowed_and_bad_settings_are_config_errors(tmp_path):
     for bad, message in (({"repeats": 0}, "repeats must be >= 1"),
                          ({"warmup": -1}, "warmup must be >= 0"),
                          ({"batch_size": -5}, "batch size must be >= 1"),
-                         ({"compile": True, "warmup": 0}, "--compile needs --warmup >= 1")):  # fmt: skip
+                         ({"compile": True, "warmup": 0}, "--compile needs --warmup >= 1"),
+                         ({"versus": "lean"}, "versus must be KEY=VALUE")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             bench.BenchSettings(**bad)
 
@@ -62,3 +63,17 @@ def test_bench_compile_times_the_compiled_objective_right_after_the_eager_one(tm
     assert (eager["compiled"], compiled["compiled"]) == (False, True)
     assert compiled["iteration_ms"]["median"] > 0 and compiled["warmup_seconds"] > 0
     assert "| realnvp (compiled)" in (tmp_path / "bench.md").read_text()
+
+
+def test_bench_versus_times_the_override_right_after_the_configs_own(tmp_path):
+    """The FFJORD toy config trains with the lean dopri5 loop; --versus times torchdiffeq's on
+    the same config next to it, taking the same steps (same evaluations per iteration)."""
+    versus = "model.train_solver.implementation=torchdiffeq"
+    settings = bench.BenchSettings(batch_size=32, iterations=2, repeats=1, warmup=1, versus=versus)
+    small = ("model.hidden=[8, 8]",)
+    own, other = bench.run([CONFIGS / "ffjord.yaml"], settings, tmp_path, small)
+    assert (own["variant"], other["variant"]) == (None, versus)
+    assert own["resolved"]["model"]["train_solver"]["implementation"] == "lean"
+    assert other["resolved"]["model"]["train_solver"]["implementation"] == "torchdiffeq"
+    assert own["nfe_forward"] == other["nfe_forward"]
+    assert f"| ffjord ({versus})" in (tmp_path / "bench.md").read_text()

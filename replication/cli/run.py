@@ -58,6 +58,7 @@ def _bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         compile=args.compile,
+        versus=args.versus,
     )
     bench.run(paths, settings, Path(args.out), tuple(args.set))
     print(f"wrote {Path(args.out) / 'bench.md'} and bench.json")
@@ -156,6 +157,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also time each config with its training objective compiled by torch.compile "
         "(measured right after the eager one; the warm-up pays the compilation)",
+    )
+    bench.add_argument(
+        "--versus",
+        metavar="KEY=VALUE",
+        help="also time each config with this override, right after its own measurement "
+        "(e.g. model.train_solver.implementation=torchdiffeq)",
     )
     bench.add_argument("--out", default="results/bench", help="output directory")
     bench.add_argument(

@@ -268,9 +268,8 @@ def check_options(options: ContinuousOptions) -> None:
         f"model.max_nfe must be >= 1, got {options.max_nfe}": options.max_nfe < 1,
         # Test NFE and NLL are compared with the papers: evaluation solves as FFJORD's code did.
         "model.eval_solver must control its steps as FFJORD's code did (norm: max, warm_start: "
-        "false, land_on_end: false); only model.train_solver may change them": not (
-            options.eval_solver.is_ffjords_controller()
-        ),
+        "false, land_on_end: false, implementation: torchdiffeq); only model.train_solver may "
+        "change them": not (options.eval_solver.is_ffjords_controller()),
     }
     for problem, found in problems.items():
         if found:

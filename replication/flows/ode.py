@@ -2,11 +2,12 @@
 
 Solving goes through torchdiffeq (Chen et al. 2018): ``odeint`` backpropagates through the
 solver's operations, ``odeint_adjoint`` solves the adjoint ODE backwards instead (Chen et al.
-2018, Sec. 2), trading time for memory. The state of a continuous flow is one packed
-tensor ``[z | logdet | extra...]`` of shape ``[B, D + 1 + k]``; :class:`DensityNorm` makes the
-adaptive step size see only ``z`` and ``logdet`` (the mixed RMS norm torchdiffeq applies to a
-``(z, logdet)`` tuple), never the regularisation integrals appended after them (as Finlay et
-al. 2020 do).
+2018, Sec. 2), trading time for memory. A training solve may instead run the same dopri5
+method in the project's lean loop (:mod:`.lean_dopri5`, ``implementation: lean``). The state
+of a continuous flow is one packed tensor ``[z | logdet | extra...]`` of shape
+``[B, D + 1 + k]``; :class:`DensityNorm` makes the adaptive step size see only ``z`` and
+``logdet`` (the mixed RMS norm torchdiffeq applies to a ``(z, logdet)`` tuple), never the
+regularisation integrals appended after them (as Finlay et al. 2020 do).
 """
 
 from __future__ import annotations
@@ -81,10 +82,22 @@ class SolverOptions:
     # takes the last step as large as the controller proposes and interpolates back, and such
     # overshooting steps are often rejected.
     land_on_end: bool = False
+    # Who runs the solve: torchdiffeq, or for training solves by direct backpropagation the
+    # project's lean dopri5 loop (flows/lean_dopri5.py: the same steps, less bookkeeping).
+    implementation: Literal["torchdiffeq", "lean"] = "torchdiffeq"
 
     def __post_init__(self) -> None:
         if self.method not in solver_names():
             raise choice_error("ODE solver", self.method, solver_names())
+        if self.implementation == "lean" and (
+            self.method != "dopri5" or self.adjoint or not self.land_on_end
+        ):
+            raise ConfigError(
+                "implementation 'lean' is a dopri5 loop for direct backpropagation that lands "
+                f"on the end: it needs method: dopri5 (got {self.method!r}), adjoint: false "
+                f"(got {str(self.adjoint).lower()}) and land_on_end: true "
+                f"(got {str(self.land_on_end).lower()})"
+            )
         if is_fixed_grid(self.method) and self.step_size is None:
             raise ConfigError(f"fixed-grid solver {self.method!r} needs a step_size in (0, 1]")
         if not is_fixed_grid(self.method) and self.step_size is not None:
@@ -99,8 +112,14 @@ class SolverOptions:
             )
 
     def is_ffjords_controller(self) -> bool:
-        """Whether adaptive steps are controlled as FFJORD's code did (the defaults)."""
-        return self.norm == "max" and not self.warm_start and not self.land_on_end
+        """Whether adaptive steps are controlled as FFJORD's code did (the defaults), by
+        torchdiffeq."""
+        return (
+            self.norm == "max"
+            and not self.warm_start
+            and not self.land_on_end
+            and self.implementation == "torchdiffeq"
+        )
 
 
 class SolverFailure(RuntimeError):
@@ -226,6 +245,14 @@ def integrate(
     adaptive solve starts with ``first_step`` when given, else estimates it. Solver assertions
     become :class:`SolverFailure` subclasses.
     """
+    if solver.implementation == "lean":
+        from replication.flows import lean_dopri5
+
+        norm = DensityNorm(field.dim, joint=solver.norm == "rms")
+        start, end = (float(t) for t in times)
+        return lean_dopri5.solve(
+            field, state, start, end, solver.atol, solver.rtol, norm, first_step
+        )
     adjoint: dict = {}
     if is_fixed_grid(solver.method):
         options: dict = {"step_size": solver.step_size}

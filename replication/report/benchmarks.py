@@ -59,7 +59,8 @@ def _bench_result(record: Mapping | None, method: str) -> Mapping:
     results = [
         r
         for r in (record or {}).get("results", [])
-        if r.get("method") == method and not r.get("compiled")  # training runs eager
+        # Training runs eager, as its config says: not a compiled or overridden measurement.
+        if r.get("method") == method and not r.get("compiled") and not r.get("variant")
     ]
     own = [r for r in results if Path(str(r.get("config"))).stem == method]
     return (own or results or [{}])[0]
