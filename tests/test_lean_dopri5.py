@@ -27,10 +27,10 @@ def _steps_taken(flow, x, solves, monkeypatch):
     monkeypatch.setattr(
         AugmentedField,
         "callback_accept_step",
-        lambda self, t0, y0, dt: steps.append((True, float(t0), float(dt.detach()))),
+        lambda self, t0, y0, dt: steps.append((True, float(t0.detach()), float(dt.detach()))),
     )
     monkeypatch.setattr(AugmentedField, "callback_reject_step",
-                        lambda self, t0, y0, dt: steps.append((False, float(t0), float(dt.detach()))))  # fmt: skip
+                        lambda self, t0, y0, dt: steps.append((False, float(t0.detach()), float(dt.detach()))))  # fmt: skip
     with flow.solving("train"):
         for _ in range(solves):
             flow.zero_grad()

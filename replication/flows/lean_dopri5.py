@@ -37,7 +37,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from replication.flows.ode import NonFiniteState
+from replication.flows.solver_failures import NonFiniteState
 
 # Dormand & Prince (1980): stage times, stage weights (the last row is the 5th-order solution,
 # so the 7th stage is f(t1, y1), reused as the next step's first) and 5th minus 4th order.

@@ -20,7 +20,19 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor, nn
 
+from replication.flows.solver_failures import (
+    NFELimitExceeded,
+    NonFiniteState,
+    SolverFailure,
+    SolverUnderflow,
+)
 from replication.typed import Bounds, ConfigError, PositiveFloat, choice_error
+
+__all__ = [
+    "DensityNorm", "NFECounter", "NFELimitExceeded", "NonFiniteState", "SolveMeter",
+    "SolverFailure", "SolverOptions", "SolverUnderflow", "integrate", "is_fixed_grid",
+    "solver_names",
+]  # fmt: skip
 
 # A fraction of the rescaled time [0, 1]: 0.25 means four steps.
 StepSize = Annotated[float, Bounds(low=0, high=1, low_open=True)]
@@ -89,6 +101,13 @@ class SolverOptions:
     def __post_init__(self) -> None:
         if self.method not in solver_names():
             raise choice_error("ODE solver", self.method, solver_names())
+        if is_fixed_grid(self.method) and self.step_size is None:
+            raise ConfigError(f"fixed-grid solver {self.method!r} needs a step_size in (0, 1]")
+        if not is_fixed_grid(self.method) and self.step_size is not None:
+            raise ConfigError(
+                f"adaptive solver {self.method!r} takes atol/rtol, not step_size "
+                f"(fixed-grid solvers: {', '.join(n for n in solver_names() if is_fixed_grid(n))})"
+            )
         if self.implementation == "lean" and (
             self.method != "dopri5" or self.adjoint or not self.land_on_end
         ):
@@ -97,13 +116,6 @@ class SolverOptions:
                 f"on the end: it needs method: dopri5 (got {self.method!r}), adjoint: false "
                 f"(got {str(self.adjoint).lower()}) and land_on_end: true "
                 f"(got {str(self.land_on_end).lower()})"
-            )
-        if is_fixed_grid(self.method) and self.step_size is None:
-            raise ConfigError(f"fixed-grid solver {self.method!r} needs a step_size in (0, 1]")
-        if not is_fixed_grid(self.method) and self.step_size is not None:
-            raise ConfigError(
-                f"adaptive solver {self.method!r} takes atol/rtol, not step_size "
-                f"(fixed-grid solvers: {', '.join(n for n in solver_names() if is_fixed_grid(n))})"
             )
         if is_fixed_grid(self.method) and not self.is_ffjords_controller():
             raise ConfigError(
@@ -120,22 +132,6 @@ class SolverOptions:
             and not self.land_on_end
             and self.implementation == "torchdiffeq"
         )
-
-
-class SolverFailure(RuntimeError):
-    """A solve that cannot finish; the training loop catches this and stops cleanly."""
-
-
-class NFELimitExceeded(SolverFailure):
-    """One solve needed more evaluations of the dynamics than ``max_nfe`` allows."""
-
-
-class SolverUnderflow(SolverFailure):
-    """The adaptive step size underflowed: the dynamics are too stiff for the tolerances."""
-
-
-class NonFiniteState(SolverFailure):
-    """The ODE state became NaN or infinite during a solve."""
 
 
 class NFECounter:
