@@ -106,12 +106,28 @@ def evaluation_ms(flow: Flow, batch: torch.Tensor, repeats: int = 20) -> float |
     blocks = [m for m in flow.modules() if isinstance(m, ContinuousFlow)]
     if not blocks:
         return None
+    # Each block is timed at its own input (a multiscale flow's later blocks see fewer
+    # dimensions than the batch has), caught on the way through one pass of the flow.
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        block.register_forward_pre_hook(
+            lambda module, args, index=index: inputs.setdefault(index, args[0].detach())
+        )
+        for index, block in enumerate(blocks)
+    ]
+    try:
+        with torch.no_grad(), flow.solving("train"):
+            flow.log_prob(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
     costs = []
-    for block in blocks:
+    for index, block in enumerate(blocks):
         regularised = bool(block.kinetic_weight or block.jacobian_weight)
         field, extra = (RegularisedField, 2) if regularised else (DensityField, 0)
+        x = inputs[index]
         with flow.solving("train"):  # the training field: its divergence estimator
-            rhs, state = block.right_hand_side(field, batch.reshape(len(batch), -1), extra)
+            rhs, state = block.right_hand_side(field, x.reshape(len(x), -1), extra)
         times = []
         for _ in range(repeats):
             started = time.perf_counter()

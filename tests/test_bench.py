@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from replication import bench
+from replication.flows import build, recipe
+from replication.flows.continuous import ContinuousFlow
 from replication.typed import ConfigError
 
 CONFIGS = Path(__file__).parent.parent / "config" / "experiments" / "toy"
@@ -77,3 +80,13 @@ def test_bench_versus_times_the_override_right_after_the_configs_own(tmp_path):
     assert other["resolved"]["model"]["train_solver"]["implementation"] == "torchdiffeq"
     assert own["nfe_forward"] == other["nfe_forward"]
     assert f"| ffjord ({versus})" in (tmp_path / "bench.md").read_text()
+
+
+def test_isolated_evaluation_times_each_block_of_a_multiscale_flow_at_its_own_input():
+    """Later blocks of a multiscale image flow see fewer dimensions than the batch has (a
+    Hutchinson probe drawn for the whole batch would not fit them)."""
+    options = {**recipe("ffjord", (1, 4, 4)).tiny, "divergence": "hutchinson"}
+    flow = build("ffjord", (1, 4, 4), **options).train()
+    blocks = [m for m in flow.modules() if isinstance(m, ContinuousFlow)]
+    assert len(blocks) > 1
+    assert bench.evaluation_ms(flow, torch.rand(8, 1, 4, 4)) > 0
