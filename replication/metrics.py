@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from replication import provenance
+from replication import provenance, solver_choice
 from replication.evaluate import Score, bits_per_dim
 
 if TYPE_CHECKING:
@@ -121,6 +121,8 @@ def assemble(
         "nfe_forward": summarize(history.nfe_forward) if nfe else None,
         "nfe_backward": summarize(history.nfe_backward) if nfe else None,
         "test_nfe": test.nfe_per_batch if test else None,
+        # How each phase solved the ODE and why (None without an ODE): the NFE's context.
+        "solvers": solver_choice.record(config.model.options),
         "regularization": {"kinetic": kinetic, "jacobian": jacobian} if regularized else None,
         "params": sum(p.numel() for p in flow.parameters()),
         "timing": timing(history, test, sample_seconds, config),

@@ -10,7 +10,7 @@ import torch
 from test_step_control import LEAN, tiny_lean_ffjord
 from test_train import interrupt_after_second_checkpoint, without_timings
 
-from replication import config, train
+from replication import config, solver_choice, train
 from replication.flows import build, lean_dopri5
 from replication.flows.augmented import AugmentedField
 from replication.flows.continuous import solver_statistics
@@ -165,3 +165,20 @@ def test_lean_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     resumed = train.run(_lean_run(), tmp_path / "resumed", progress=False)
     assert without_timings(resumed) == without_timings(reference)
     assert reference["config"]["model"]["train_solver"]["implementation"] == "lean"
+
+
+def test_metrics_say_how_and_why_each_phase_solved(tmp_path):
+    metrics = train.run(_lean_run(), tmp_path / "run", progress=False)
+    solvers = metrics["solvers"]
+    assert "loop: lean" in solvers["train"]["how"] and "at atol 0.001" in solvers["train"]["how"]
+    assert any("'Lean training solver'" in why for why in solvers["train"]["why"])
+    assert any("'Training tolerance'" in why for why in solvers["train"]["why"])
+    assert "loop: torchdiffeq" in solvers["evaluate"]["how"]
+    assert "compared with the papers" in solvers["evaluate"]["why"][0]
+    grid = {"method": "rk4", "step_size": 0.25}
+    rk4 = config.parse(
+        {**_lean_run().to_dict(), "model": {"method": "rnode", "train_solver": grid}}
+    )
+    assert "fixed grid" in solver_choice.record(rk4.model.options)["train"]["why"][0]
+    realnvp = config.parse({**_lean_run().to_dict(), "model": {"method": "realnvp"}})
+    assert solver_choice.record(realnvp.model.options) is None

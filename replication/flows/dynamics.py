@@ -210,10 +210,11 @@ class PlanarHyperDynamics(Dynamics):
     def _units_at(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``w`` [M, D], gated ``u`` [M, D] and ``b`` [M] at time t."""
         h = t.reshape(1, 1)
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # (slicing a ModuleList builds a new module: slow)
+        for layer in hidden:
             h = torch.tanh(layer(h))
         d = self.dim
-        params = self.layers[-1](h).view(self.units, 2 * d + 2)
+        params = last(h).view(self.units, 2 * d + 2)
         w, u, b, g = params.split((d, d, 1, 1), dim=1)
         return w, u * torch.sigmoid(g), b.squeeze(1)
 
