@@ -24,7 +24,7 @@ where gradients do not flow or in rounding:
   for fields discontinuous in time; ours are smooth);
 - a step whose error is not finite is rejected and shrunk by the largest factor (0.2);
   torchdiffeq's step size becomes NaN there and the solve fails on its next step.
-  Repeated, it ends in the meter's step-size underflow or evaluation ceiling.
+  Repeated, it ends in a step-size underflow (or the meter's evaluation ceiling).
 
 The test suite checks it against torchdiffeq step for step (tests/test_lean_dopri5.py).
 """
@@ -37,7 +37,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from replication.flows.solver_failures import NonFiniteState
+from replication.flows.solver_failures import NonFiniteState, SolverUnderflow
 
 # Dormand & Prince (1980): stage times, stage weights (the last row is the 5th-order solution,
 # so the 7th stage is f(t1, y1), reused as the next step's first) and 5th minus 4th order.
@@ -146,6 +146,8 @@ def solve(
     while (t1 - t) * direction > 0:
         if on_step is not None:
             on_step(_step_tensor(t, y), y, _step_tensor(dt, y))
+        if t + dt == t:  # (a caller's callback may have raised this with its own message)
+            raise SolverUnderflow(f"adaptive step size underflowed (dt = {dt:.3g})")
         if not bool(torch.isfinite(y).all()):
             raise NonFiniteState("the ODE state became NaN or infinite during the solve")
         end = t + dt
