@@ -100,14 +100,18 @@ def _measure_block(
     return medians
 
 
-def evaluation_ms(flow: Flow, batch: torch.Tensor, repeats: int = 20) -> float | None:
-    """Median milliseconds of one isolated evaluation of each ODE block's training field (the
-    dynamics with its divergence) at the batch, forward and backward, averaged over blocks."""
-    blocks = [m for m in flow.modules() if isinstance(m, ContinuousFlow)]
+def _ode_blocks(flow: Flow) -> list[ContinuousFlow]:
+    return [m for m in flow.modules() if isinstance(m, ContinuousFlow)]
+
+
+def block_inputs(flow: Flow, batch: torch.Tensor) -> list[torch.Tensor]:
+    """What each ODE block of ``flow`` receives from ``batch`` (a multiscale flow's later
+    blocks see fewer dimensions than the batch has), caught on one pass through the flow. The
+    pass solves as evaluation does, which reads and writes no training state (a warm-started
+    first step)."""
+    blocks = _ode_blocks(flow)
     if not blocks:
-        return None
-    # Each block is timed at its own input (a multiscale flow's later blocks see fewer
-    # dimensions than the batch has), caught on the way through one pass of the flow.
+        return []
     inputs: dict[int, torch.Tensor] = {}
     hooks = [
         block.register_forward_pre_hook(
@@ -116,24 +120,33 @@ def evaluation_ms(flow: Flow, batch: torch.Tensor, repeats: int = 20) -> float |
         for index, block in enumerate(blocks)
     ]
     try:
-        with torch.no_grad(), flow.solving("train"):
+        with torch.no_grad():
             flow.log_prob(batch)
     finally:
         for hook in hooks:
             hook.remove()
+    return [inputs[index] for index in range(len(blocks))]
+
+
+def evaluation_ms(flow: Flow, inputs: list[torch.Tensor], repeats: int = 20) -> float | None:
+    """Median milliseconds of one isolated evaluation of each ODE block's training field (the
+    dynamics with its divergence) at that block's input (:func:`block_inputs`), forward and
+    backward, averaged over blocks; None without an ODE."""
+    blocks = _ode_blocks(flow)
+    if not blocks:
+        return None
     costs = []
-    for index, block in enumerate(blocks):
+    for block, x in zip(blocks, inputs, strict=True):
         regularised = bool(block.kinetic_weight or block.jacobian_weight)
         field, extra = (RegularisedField, 2) if regularised else (DensityField, 0)
-        x = inputs[index]
         with flow.solving("train"):  # the training field: its divergence estimator
             rhs, state = block.right_hand_side(field, x.reshape(len(x), -1), extra)
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             rhs(torch.tensor(0.5), state).sum().backward()
-            if batch.is_cuda:
-                torch.cuda.synchronize(batch.device)
+            if x.is_cuda:
+                torch.cuda.synchronize(x.device)
             times.append(time.perf_counter() - started)
         costs.append(statistics.median(times))
     flow.zero_grad(set_to_none=True)
@@ -178,10 +191,11 @@ def bench_one(
     # sees the machine as the iterations did (a single measurement caught in a busy moment
     # would skew every overhead ratio); the median over blocks is reported.
     batch = data.train_batch(experiment.train.batch_size, generator).to(target)
+    inputs = block_inputs(flow, batch)
     blocks, costs = [], []
     for _ in range(settings.repeats):
         blocks.append(measure(settings.iterations, target))
-        costs.append(evaluation_ms(flow, batch))
+        costs.append(evaluation_ms(flow, inputs))
     cost = None if costs[0] is None else statistics.median(costs)
     ms = {key: _spread([1000 * b[key] for b in blocks]) for key in ("wall", "cpu")}
     forward_ms = statistics.median(1000 * b["forward_seconds"] for b in blocks)

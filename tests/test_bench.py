@@ -89,4 +89,6 @@ def test_isolated_evaluation_times_each_block_of_a_multiscale_flow_at_its_own_in
     flow = build("ffjord", (1, 4, 4), **options).train()
     blocks = [m for m in flow.modules() if isinstance(m, ContinuousFlow)]
     assert len(blocks) > 1
-    assert bench.evaluation_ms(flow, torch.rand(8, 1, 4, 4)) > 0
+    inputs = bench.block_inputs(flow, torch.rand(8, 1, 4, 4))
+    assert [x.shape[1:] for x in inputs] != [inputs[0].shape[1:]] * len(inputs)
+    assert bench.evaluation_ms(flow, inputs) > 0
