@@ -8,8 +8,8 @@ import importlib
 import pkgutil
 
 from replication.flows.base import Bijection, Chain, Flow, Penalty
-from replication.flows.ode import SolverFailure
 from replication.flows.registry import build, build_from_options, methods, options, recipe
+from replication.flows.solver_failures import SolverFailure
 
 __all__ = [
     "Bijection", "Chain", "Flow", "Penalty", "SolverFailure", "build", "build_from_options",

@@ -37,17 +37,14 @@ from replication.flows.augmented import (
 )
 from replication.flows.base import Bijection, Chain, Flow, Penalty, Phase, StandardNormal
 from replication.flows.dynamics import ACTIVATIONS, ConcatSquashMLP, Dynamics, PlanarHyperDynamics
-from replication.flows.ode import (
-    NFECounter,
+from replication.flows.ode import NFECounter, SolveMeter, SolverOptions, integrate
+from replication.flows.registry import DataShape, register
+from replication.flows.solver_failures import (
     NFELimitExceeded,
     NonFiniteState,
-    SolveMeter,
     SolverFailure,
-    SolverOptions,
     SolverUnderflow,
-    integrate,
 )
-from replication.flows.registry import DataShape, register
 from replication.typed import ConfigError, NonNegativeFloat, PositiveFloat, PositiveInt
 
 __all__ = [
@@ -267,9 +264,10 @@ def check_options(options: ContinuousOptions) -> None:
         >= 0,
         f"model.max_nfe must be >= 1, got {options.max_nfe}": options.max_nfe < 1,
         # Test NFE and NLL are compared with the papers: evaluation solves as FFJORD's code did.
-        "model.eval_solver must control its steps as FFJORD's code did (norm: max, warm_start: "
-        "false, land_on_end: false, implementation: torchdiffeq); only model.train_solver may "
-        "change them": not (options.eval_solver.is_ffjords_controller()),
+        f"model.eval_solver must control its steps as FFJORD's code did "
+        f"({SolverOptions.FFJORDS_CONTROL}); only model.train_solver may change them": not (
+            options.eval_solver.is_ffjords_controller()
+        ),
     }
     for problem, found in problems.items():
         if found:

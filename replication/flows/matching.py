@@ -160,9 +160,8 @@ def _ode_block(dynamics: TimedConcatSquashMLP | TimedConcatConv, options: FMOpti
     """The ODE block, solved with the evaluation solver in both phases (training never solves)."""
     if not options.eval_solver.is_ffjords_controller():
         raise ConfigError(
-            "model.eval_solver must control its steps as FFJORD's code did (norm: max, "
-            "warm_start: false, land_on_end: false, implementation: torchdiffeq): test NFE is "
-            "compared with the papers"
+            "model.eval_solver must control its steps as FFJORD's code did "
+            f"({SolverOptions.FFJORDS_CONTROL}): test NFE is compared with the papers"
         )
     divergence: TraceEstimator = (
         ExactTrace() if options.eval_divergence == "exact" else Hutchinson(PROBES[options.probe])

@@ -28,12 +28,6 @@ from replication.flows.solver_failures import (
 )
 from replication.typed import Bounds, ConfigError, PositiveFloat, choice_error
 
-__all__ = [
-    "DensityNorm", "NFECounter", "NFELimitExceeded", "NonFiniteState", "SolveMeter",
-    "SolverFailure", "SolverOptions", "SolverUnderflow", "integrate", "is_fixed_grid",
-    "solver_names",
-]  # fmt: skip
-
 # A fraction of the rescaled time [0, 1]: 0.25 means four steps.
 StepSize = Annotated[float, Bounds(low=0, high=1, low_open=True)]
 
@@ -122,6 +116,11 @@ class SolverOptions:
                 f"norm, warm_start and land_on_end apply to adaptive solvers only, not "
                 f"{self.method!r}"
             )
+
+    # The settings is_ffjords_controller() asks for, as a config spells them (error messages).
+    FFJORDS_CONTROL = (
+        "norm: max, warm_start: false, land_on_end: false, implementation: torchdiffeq"
+    )
 
     def is_ffjords_controller(self) -> bool:
         """Whether adaptive steps are controlled as FFJORD's code did (the defaults), by
