@@ -240,10 +240,10 @@ def integrate(
     adaptive solve starts with ``first_step`` when given, else estimates it. Solver assertions
     become :class:`SolverFailure` subclasses.
     """
+    norm = DensityNorm(field.dim, joint=solver.norm == "rms")  # used by adaptive solves only
     if solver.implementation == "lean":
         from replication.flows import lean_dopri5
 
-        norm = DensityNorm(field.dim, joint=solver.norm == "rms")
         start, end = (float(t) for t in times)
         return lean_dopri5.solve(
             field, state, start, end, solver.atol, solver.rtol, norm, first_step
@@ -252,7 +252,7 @@ def integrate(
     if is_fixed_grid(solver.method):
         options: dict = {"step_size": solver.step_size}
     else:
-        options = {"norm": DensityNorm(field.dim, joint=solver.norm == "rms")}
+        options = {"norm": norm}
         if first_step is not None:
             options["first_step"] = first_step
         if solver.land_on_end:
