@@ -147,8 +147,8 @@ def solve(
     while (t1 - t) * direction > 0:
         if on_step is not None:
             on_step(_step_tensor(t, y), y, _step_tensor(dt, y))
-        if t + dt == t:  # (a caller's callback may have raised this with its own message)
-            raise SolverUnderflow(f"adaptive step size underflowed (dt = {dt:.3g})")
+        if t + dt == t:  # (a caller's callback may have raised this already)
+            raise SolverUnderflow.of_step(dt)
         if not bool(torch.isfinite(y).all()):
             raise NonFiniteState("the ODE state became NaN or infinite during the solve")
         end = t + dt

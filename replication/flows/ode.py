@@ -199,13 +199,7 @@ class SolveMeter:
     def check_step(t0: Tensor, dt: Tensor) -> None:
         """Raise :class:`SolverUnderflow` where torchdiffeq would assert ``t0 + dt > t0``."""
         if t0 + dt == t0:
-            raise SolverUnderflow(_UNDERFLOW.format(dt=float(dt)))
-
-
-_UNDERFLOW = (
-    "adaptive ODE solver step size underflowed (dt = {dt:.3g}): the dynamics are too stiff for "
-    "the tolerances or blow up (regularise, loosen atol/rtol, or use a fixed-grid solver)"
-)
+            raise SolverUnderflow.of_step(float(dt))
 
 
 class DensityNorm:
@@ -284,7 +278,7 @@ def integrate(
 def _failure(message: str) -> SolverFailure | None:
     """The failure behind one of torchdiffeq's solver assertions, if it is one we know."""
     if message.startswith("underflow in dt"):
-        return SolverUnderflow(_UNDERFLOW.format(dt=float(message.split()[-1])))
+        return SolverUnderflow.of_step(float(message.split()[-1]))
     if message.startswith("non-finite values in state"):
         return NonFiniteState("the ODE state became NaN or infinite during the solve")
     return None

@@ -16,6 +16,16 @@ class NFELimitExceeded(SolverFailure):
 class SolverUnderflow(SolverFailure):
     """The adaptive step size underflowed: the dynamics are too stiff for the tolerances."""
 
+    @classmethod
+    def of_step(cls, dt: float) -> SolverUnderflow:
+        """The failure of a step ``dt`` too small to move the time, in the words every solver
+        loop uses."""
+        return cls(
+            f"adaptive ODE solver step size underflowed (dt = {dt:.3g}): the dynamics are too "
+            "stiff for the tolerances or blow up (regularise, loosen atol/rtol, or use a "
+            "fixed-grid solver)"
+        )
+
 
 class NonFiniteState(SolverFailure):
     """The ODE state became NaN or infinite during a solve."""
